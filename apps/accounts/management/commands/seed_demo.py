@@ -1,0 +1,68 @@
+"""Creates (once) a demo organisation with sites, zones, simulated devices and one user
+per role. Passwords are generated and printed the first time only; device tokens are
+rotated on every run and written to var/demo-devices.json (0600) for the simulator."""
+import json
+import secrets
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from apps.accounts.models import Membership, Organisation, Role
+from apps.sites.enrollment import rotate_token
+from apps.sites.models import Camera, Device, Site, Zone
+
+DEMO_SITES = {
+    "assembly-hall": ("Assembly Hall", ["Line 1", "Line 2"]),
+    "warehouse": ("Warehouse", ["Dock"]),
+}
+DEMO_DEVICES = [("assembly-hall", "Line 1", "hall-board-1"), ("assembly-hall", "Line 2", "hall-board-2"),
+                ("warehouse", "Dock", "dock-board-1")]
+DEMO_USERS = [("admin", Role.ADMIN), ("officer", Role.SAFETY_OFFICER), ("researcher", Role.RESEARCHER),
+              ("fieldtech", Role.FIELD_TECH)]
+
+
+class Command(BaseCommand):
+    help = "Create the demo organisation, sites, simulated devices and users (idempotent)."
+
+    def handle(self, *args, **options):
+        with transaction.atomic():
+            org, _ = Organisation.objects.get_or_create(slug="demo", defaults={"name": "Demo Works"})
+            sites = {}
+            for slug, (name, zones) in DEMO_SITES.items():
+                sites[slug], _ = Site.objects.get_or_create(organisation=org, slug=slug, defaults={"name": name})
+                for zone in zones:
+                    Zone.objects.get_or_create(site=sites[slug], name=zone)
+            devices = []
+            for slug, zone_name, name in DEMO_DEVICES:
+                zone = Zone.objects.get(site=sites[slug], name=zone_name)
+                device, _ = Device.objects.get_or_create(
+                    site=sites[slug], name=name, defaults={"organisation": org, "zone": zone, "simulated": True}
+                )
+                for cam in ("cam0", "cam1"):
+                    Camera.objects.get_or_create(device=device, name=cam, defaults={"zone": zone})
+                devices.append({"id": str(device.id), "name": name, "site": slug, "token": rotate_token(device),
+                                "cameras": ["cam0", "cam1"]})
+            created = []
+            User = get_user_model()
+            for username, role in DEMO_USERS:
+                if User.objects.filter(username=username).exists():
+                    continue
+                password = secrets.token_urlsafe(12)
+                user = User.objects.create_user(username, password=password, is_staff=role == Role.ADMIN,
+                                                is_superuser=role == Role.ADMIN)
+                Membership.objects.create(user=user, organisation=org, role=role, all_sites=True)
+                created.append((username, role.label, password))
+        path = settings.VAR_DIR / "demo-devices.json"
+        path.write_text(json.dumps(devices, indent=2))
+        path.chmod(0o600)
+        if created:
+            lines = [f"  {u:<11} {r:<15} {p}" for u, r, p in created]
+            text = "Demo users (shown once; change them with `manage.py changepassword NAME`):\n" + "\n".join(lines)
+            creds = settings.VAR_DIR / "demo-credentials.txt"
+            creds.write_text(text + "\n")
+            creds.chmod(0o600)
+            self.stdout.write(self.style.SUCCESS(text))
+        else:
+            self.stdout.write(f"Demo data present; the demo users' passwords are in {settings.VAR_DIR / 'demo-credentials.txt'}.")

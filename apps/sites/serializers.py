@@ -1,0 +1,57 @@
+from rest_framework import serializers
+
+from .models import Camera, Device, EnrollmentCode, Site, Zone
+
+
+class ZoneSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Zone
+        fields = ["id", "name", "site"]
+        read_only_fields = ["site"]
+
+
+class SiteSerializer(serializers.ModelSerializer):
+    zones = ZoneSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Site
+        fields = ["id", "name", "slug", "timezone", "zones"]
+
+
+class CameraSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Camera
+        fields = ["id", "name", "zone", "status", "fps", "error"]
+
+
+class DeviceSerializer(serializers.ModelSerializer):
+    cameras = CameraSerializer(many=True, read_only=True)
+    status = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Device
+        fields = [
+            "id", "name", "site", "zone", "simulated", "status", "online", "last_seen_at", "enrolled_at",
+            "revoked_at", "model_version", "desired_model_version", "desired_config", "health", "cameras",
+        ]
+        read_only_fields = [f for f in fields if f not in ("name", "zone", "desired_config")]
+
+    def get_status(self, device):
+        if device.revoked_at:
+            return "revoked"
+        return "online" if device.online else "offline"
+
+
+class EnrollRequestSerializer(serializers.Serializer):
+    code = serializers.CharField(max_length=32)
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    hardware = serializers.DictField(required=False)
+
+
+class EnrollmentCodeSerializer(serializers.ModelSerializer):
+    state = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = EnrollmentCode
+        fields = ["id", "site", "zone", "hint", "created_at", "expires_at", "used_at", "state", "device"]
+        read_only_fields = fields

@@ -1,0 +1,73 @@
+from django.db import models
+from django.utils import timezone
+
+from apps.sites.models import Camera, Device, Site, Zone
+
+
+class Label(models.IntegerChoices):
+    NEGATIVE = 0, "negative"
+    NEUTRAL = 1, "neutral"
+    POSITIVE = 2, "positive"
+
+
+LABEL_BY_NAME = {label.label: label.value for label in Label}
+
+
+class IngestBatch(models.Model):
+    """One accepted batch; its (device, batch_id) makes retries idempotent."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="batches")
+    batch_id = models.UUIDField()
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    accepted = models.PositiveIntegerField(default=0)
+    rejected = models.JSONField(default=list)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["device", "batch_id"], name="unique_batch_per_device")]
+
+
+class EmotionEvent(models.Model):
+    """A raw label event. Kept for EVENT_RETENTION_DAYS; dashboards read rollups."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="events")
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="events")
+    zone = models.ForeignKey(Zone, null=True, on_delete=models.SET_NULL, related_name="events")
+    camera = models.ForeignKey(Camera, on_delete=models.CASCADE, related_name="events")
+    ts = models.DateTimeField()
+    track = models.CharField(max_length=64)
+    label = models.PositiveSmallIntegerField(choices=Label.choices)
+    confidence = models.FloatField()
+    batch = models.ForeignKey(IngestBatch, on_delete=models.CASCADE, related_name="events")
+
+    class Meta:
+        indexes = [models.Index(fields=["site", "ts"]), models.Index(fields=["ts"])]
+
+
+class MinuteRollup(models.Model):
+    """Counts per label for one device and minute, upserted in the ingest transaction.
+    Site and zone are copied in, so site- and zone-level trends are one indexed scan."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="rollups")
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="rollups")
+    zone = models.ForeignKey(Zone, null=True, on_delete=models.SET_NULL, related_name="rollups")
+    minute = models.DateTimeField()
+    negative = models.PositiveIntegerField(default=0)
+    neutral = models.PositiveIntegerField(default=0)
+    positive = models.PositiveIntegerField(default=0)
+    tracks = models.PositiveIntegerField(default=0, help_text="Distinct tracks seen in this minute.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["device", "minute"], name="one_rollup_per_device_minute")]
+        indexes = [models.Index(fields=["site", "minute"]), models.Index(fields=["zone", "minute"])]
+
+
+class RollupTrack(models.Model):
+    """The distinct (camera, track) pairs behind a MinuteRollup, for k-anonymity.
+    Purged with the raw events; the rollup keeps the count."""
+
+    rollup = models.ForeignKey(MinuteRollup, on_delete=models.CASCADE, related_name="track_rows")
+    camera = models.ForeignKey(Camera, on_delete=models.CASCADE)
+    track = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["rollup", "camera", "track"], name="unique_track_per_rollup")]

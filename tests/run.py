@@ -1,0 +1,39 @@
+"""`make test`: point the suite at real PostgreSQL and Redis when they answer (always in
+CI), at the embedded default otherwise, then run pytest."""
+import os
+import socket
+import sys
+
+import pytest
+
+PG = ("127.0.0.1", 5432)
+REDIS = ("127.0.0.1", 6379)
+
+
+def reachable(addr) -> bool:
+    try:
+        socket.create_connection(addr, timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def main(argv):
+    env = os.environ
+    in_ci = env.get("CI", "").lower() == "true"
+    if "DATABASE_URL" not in env and reachable(PG):
+        env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/affectwatch"
+    if "REDIS_URL" not in env and reachable(REDIS):
+        env["REDIS_URL"] = "redis://127.0.0.1:6379/15"  # a database of its own, away from `make run`
+        env.setdefault("CHANNELS_PREFIX", "affectwatch-test")
+    if in_ci and not (env.get("DATABASE_URL", "").startswith("postgres") and env.get("REDIS_URL")):
+        print("CI needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379; start them first", file=sys.stderr)
+        return 2
+    env.setdefault("AFFECTWATCH_BROKER_FILE", "test-celery-broker.sqlite3")
+    print(f"database: {env.get('DATABASE_URL', 'embedded SQLite')}; broker/channels: {env.get('REDIS_URL', 'embedded')}",
+          flush=True)
+    return pytest.main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
