@@ -83,18 +83,18 @@ class Process:
 class PlatformServer(Process):
     """uvicorn serving affectwatch.asgi on a free port, on the test database."""
 
-    def __init__(self, log_dir, port=None):
+    def __init__(self, log_dir, port=None, **env):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "uvicorn", "affectwatch.asgi:application", "--host", "127.0.0.1",
                "--port", str(self.port), "--log-level", "warning"]
-        super().__init__(f"uvicorn-{self.port}", cmd, server_env(), log_dir, ready=self._healthy)
+        super().__init__(f"uvicorn-{self.port}", cmd, server_env(**env), log_dir, ready=self._listening)
 
-    def _healthy(self):
+    def _listening(self):
         try:
-            with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as res:
-                return res.status == 200
-        except Exception:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+            return True
+        except OSError:
             return False
 
     def health(self):

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.shortcuts import get_object_or_404
-from rest_framework import mixins, status, viewsets
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view, authentication_classes, permission_classes, throttle_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -30,6 +31,8 @@ class EnrollThrottle(AnonRateThrottle):
     rate = "30/minute"
 
 
+@extend_schema(request=EnrollRequestSerializer, responses={201: OpenApiResponse(description="device id and token"),
+                                                           400: OpenApiResponse(description="code unknown, used or expired")})
 @api_view(["POST"])
 @authentication_classes([])
 @permission_classes([AllowAny])
@@ -57,6 +60,8 @@ def enroll(request):
     )
 
 
+@extend_schema(request=HeartbeatSerializer, responses={200: inline_serializer("HeartbeatAnswer", {
+    "config": serializers.DictField(), "model": serializers.DictField(allow_null=True)})})
 @api_view(["POST"])
 @authentication_classes([DeviceTokenAuthentication])
 @permission_classes([IsDevice])

@@ -36,7 +36,7 @@ class DeviceSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = [f for f in fields if f not in ("name", "zone", "desired_config")]
 
-    def get_status(self, device):
+    def get_status(self, device) -> str:
         if device.revoked_at:
             return "revoked"
         return "online" if device.online else "offline"

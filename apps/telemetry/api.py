@@ -6,6 +6,7 @@ from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.response import Response
@@ -19,6 +20,58 @@ from apps.sites.models import Device, Zone
 from .ingest import BatchError, ingest as store_batch
 from .live import publish_minutes
 from .trends import BUCKETS, default_bucket, trend
+
+class EventSchema(serializers.Serializer):
+    ts = serializers.DateTimeField()
+    camera = serializers.CharField()
+    track = serializers.CharField()
+    label = serializers.ChoiceField(choices=["negative", "neutral", "positive"])
+    confidence = serializers.FloatField(min_value=0, max_value=1)
+
+
+class IngestBatchSchema(serializers.Serializer):
+    batch_id = serializers.UUIDField()
+    events = EventSchema(many=True)
+
+
+class RejectedSchema(serializers.Serializer):
+    index = serializers.IntegerField()
+    reason = serializers.CharField()
+
+
+class IngestAnswerSchema(serializers.Serializer):
+    batch_id = serializers.UUIDField()
+    accepted = serializers.IntegerField()
+    rejected = RejectedSchema(many=True)
+    duplicate = serializers.BooleanField()
+
+
+class BucketSchema(serializers.Serializer):
+    t = serializers.DateTimeField()
+    negative = serializers.IntegerField(allow_null=True)
+    neutral = serializers.IntegerField(allow_null=True)
+    positive = serializers.IntegerField(allow_null=True)
+    tracks = serializers.IntegerField(allow_null=True)
+    suppressed = serializers.BooleanField()
+
+
+class TrendSchema(serializers.Serializer):
+    site = serializers.IntegerField()
+    since = serializers.DateTimeField()
+    until = serializers.DateTimeField()
+    bucket = serializers.CharField()
+    k_anonymity = serializers.IntegerField()
+    series = BucketSchema(many=True)
+
+
+class TrendQuery(serializers.Serializer):
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+    hours = serializers.FloatField(required=False, min_value=0.01, max_value=24 * 366)
+    bucket = serializers.ChoiceField(choices=list(BUCKETS), required=False)
+    zone = serializers.IntegerField(required=False)
+    device = serializers.UUIDField(required=False)
+
 
 ReadTelemetry = roles_or_scope(Role.SAFETY_OFFICER, Role.RESEARCHER, scope=ApiScope.TELEMETRY_READ)
 
@@ -37,6 +90,9 @@ def _rate_limited(device) -> int:
     return 60 - int(timezone.now().timestamp() % 60) if count > limit else 0
 
 
+@extend_schema(request=IngestBatchSchema, responses={200: IngestAnswerSchema, 400: OpenApiResponse(description="malformed batch"),
+                                                     413: OpenApiResponse(description="body too large"),
+                                                     429: OpenApiResponse(description="rate limit; see Retry-After")})
 @api_view(["POST"])
 @authentication_classes([DeviceTokenAuthentication])
 @permission_classes([IsDevice])
@@ -60,15 +116,7 @@ def ingest(request):
     return Response(answer)
 
 
-class TrendQuery(serializers.Serializer):
-    since = serializers.DateTimeField(required=False)
-    until = serializers.DateTimeField(required=False)
-    hours = serializers.FloatField(required=False, min_value=0.01, max_value=24 * 366)
-    bucket = serializers.ChoiceField(choices=list(BUCKETS), required=False)
-    zone = serializers.IntegerField(required=False)
-    device = serializers.UUIDField(required=False)
-
-
+@extend_schema(parameters=[TrendQuery], responses={200: TrendSchema})
 @api_view(["GET"])
 @permission_classes([ReadTelemetry])
 def site_trend(request, site_id):

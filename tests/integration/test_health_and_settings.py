@@ -1,0 +1,80 @@
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, PlatformServer, free_port
+
+
+@pytest.mark.django_db
+def test_healthz_reports_every_part(client):
+    res = client.get("/healthz")
+    body = res.json()
+    assert res.status_code == 200, body
+    assert set(body["checks"]) == {"database", "broker", "channel_layer"}
+    assert all(c["status"] == "ok" for c in body["checks"].values())
+
+
+def test_healthz_is_503_when_the_broker_is_down(django_db_setup, server_logs, transactional_db):
+    # A broker URL nothing listens on: the web server still starts and says what is down.
+    server = PlatformServer(server_logs, CELERY_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0")
+    server.start()
+    try:
+        status, body = server.health()
+        assert status == 503
+        assert body["checks"]["broker"]["status"] == "error"
+        assert body["checks"]["database"]["status"] == "ok"
+    finally:
+        server.stop()
+
+
+def test_production_settings_pass_check_deploy():
+    env = dict(os.environ, AFFECTWATCH_ENV="production", SECRET_KEY="x" * 20 + "-Kq8#vL2@pW9!zR4$tY7^uI1&oP5*aS3",
+               ALLOWED_HOSTS="affectwatch.example.com")
+    res = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT,
+                         env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_production_refuses_to_start_without_secret_key():
+    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    env["AFFECTWATCH_ENV"] = "production"
+    res = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert res.returncode != 0
+    assert "SECRET_KEY must be set" in res.stderr
+
+
+def test_make_run_on_a_taken_port_says_so_clearly():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        res = subprocess.run([sys.executable, "-m", "affectwatch.launcher", "--port", str(port)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1
+    assert f"port {port}" in res.stderr and "already in use" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_docker_compose_file_resolves():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"postgres", "redis", "web", "worker", "beat"} <= set(services)
+    for name, svc in services.items():
+        assert "healthcheck" in svc, f"{name} has no health check"
+        assert "image" in svc or "build" in svc, name
+        for dep in svc.get("depends_on", {}):
+            assert dep in services, f"{name} depends on unknown service {dep}"
+        build = svc.get("build")
+        if build:
+            context = ROOT / build["context"]
+            assert (context / build["dockerfile"]).is_file(), f"{name}: missing {build['dockerfile']}"
+    for name in ("web", "worker", "beat"):
+        env = services[name]["environment"]
+        assert env["DATABASE_URL"].startswith("postgres://") and env["REDIS_URL"].startswith("redis://")
+        assert services[name]["command"]
+    assert not (ROOT / "platform" / "__init__.py").exists()
