@@ -16,7 +16,7 @@ from .client import Credentials, device_session
 from .config import Config, apply_remote
 from .outbox import Outbox
 from .pipeline import CameraWorker, FramePipeline, ModelHolder
-from .model_store import ModelStore
+from .model_store import ModelStore, origin_of
 from .publisher import Backoff, Publisher
 from .sources import CameraReader
 
@@ -185,7 +185,8 @@ class Agent:
             return
         log.info("model update: downloading %s", version)
         try:
-            clf = self.store.update(self.session, self.creds.url(url), version, sha)
+            clf = self.store.update(self.session, self.creds.url(url), version, sha,
+                                    origin=origin_of(self.creds.server))
         except ModelError as exc:
             if str(exc) != self.models.error:
                 log.error("%s", exc)

@@ -318,7 +318,7 @@ def apply_remote(cfg: Config, overrides: dict) -> tuple[Config, list[str], list[
             setattr(trial, section, replace(sec, **{attr: _coerce(key, value, getattr(sec, attr))}))
             _check_range(trial)
         except ConfigError as exc:
-            ignored.append(str(exc))
+            ignored.append(f"{key}={value!r} refused: {exc}")
             continue
         if getattr(getattr(new, section), attr) != getattr(getattr(trial, section), attr):
             changed.append(key)

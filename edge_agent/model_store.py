@@ -13,6 +13,7 @@ import os
 import re
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlsplit
 
 import requests
 
@@ -21,6 +22,11 @@ from .classifier import Classifier, ModelError
 log = logging.getLogger(__name__)
 
 MAX_MODEL_BYTES = 512 * 1024 * 1024
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 def _safe_name(version: str) -> str:
@@ -56,14 +62,14 @@ class ModelStore:
             return None
 
     def update(self, session: requests.Session, url: str, version: str, sha256: str,
-               timeout: float = 60.0) -> Classifier:
+               timeout: float = 60.0, origin: str | None = None) -> Classifier:
         """Download and install `version`; returns the loaded Classifier or raises ModelError.
         Nothing changes on disk unless every check passed."""
         key = (version, sha256.lower())
         if key in self.failed:
             raise ModelError(self.failed[key])
         try:
-            return self._update(session, url, version, sha256.lower(), timeout)
+            return self._update(session, url, version, sha256.lower(), timeout, origin)
         except ModelError as exc:
             # The same file would fail the same way: remember it rather than download it
             # again every heartbeat. A new version or checksum is tried afresh.
@@ -71,7 +77,7 @@ class ModelStore:
                 self.failed[key] = str(exc)
             raise
 
-    def _update(self, session, url, version, sha256, timeout) -> Classifier:
+    def _update(self, session, url, version, sha256, timeout, origin) -> Classifier:
         self.dir.mkdir(parents=True, exist_ok=True)
         final = self.dir / f"{_safe_name(version)}.onnx"
         tmp = self.dir / f".download-{os.getpid()}-{_safe_name(version)}.onnx"
@@ -79,7 +85,11 @@ class ModelStore:
         size = 0
         try:
             try:
-                with session.get(url, stream=True, timeout=timeout) as r:
+                headers = None
+                if origin and origin_of(url) != origin:
+                    # The device token is for our server only, not for a CDN or mirror.
+                    headers = {"Authorization": None}
+                with session.get(url, stream=True, timeout=timeout, headers=headers) as r:
                     if r.status_code != 200:
                         raise ModelError(f"model {version}: download failed ({r.status_code})")
                     with open(tmp, "wb") as f:

@@ -180,8 +180,11 @@ class CameraWorker:
 
     def health(self) -> dict:
         status = self.reader.status
-        h = {"status": "ok" if status in ("ok", "starting") and not self.error else
-             ("error" if status == "error" or self.error else status),
+        if status == "error" or self.error:
+            status = "error"
+        elif status == "ended":
+            status = "stopped"  # a file that has played to its end
+        h = {"status": status,
              "fps": round(self.fps.rate(), 1), "faces": self.pipeline.faces,
              "dropped_frames": self.reader.frames_dropped}
         if self.reader.error or self.error:

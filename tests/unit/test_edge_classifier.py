@@ -1,0 +1,124 @@
+"""Model files: metadata read and checked, bad files refused with the reason; batched
+classification; the `classify` command."""
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_agent.classifier import ModelError, crop_face, load_model
+from edge_agent.labels import VALENCE_CLASSES
+from edge_agent.preprocess import PreprocessSpec, preprocess
+from tests.unit.test_edge_helpers import FER7, build_tiny_model, fer_faces
+
+
+@pytest.fixture
+def model(tmp_path):
+    return build_tiny_model(tmp_path / "tiny.onnx")
+
+
+def test_batch_matches_one_by_one_and_the_shared_preprocessing(model):
+    clf = load_model(model)
+    rng = np.random.default_rng(1)
+    crops = [rng.integers(0, 256, (60 + 10 * i, 50 + 7 * i, 3), dtype=np.uint8) for i in range(5)]
+    batch = clf.classify(crops)
+    assert batch.shape == (5, 7) and np.allclose(batch.sum(axis=1), 1, atol=1e-5)
+    singles = np.concatenate([clf.classify([c]) for c in crops])
+    assert np.allclose(batch, singles, atol=1e-5)
+    # The same pixels as training's preprocessing (edge_agent.preprocess) would produce.
+    logits = clf.backend.run(preprocess(crops, clf.spec))
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    assert np.allclose(batch, e / e.sum(1, keepdims=True), atol=1e-5)
+
+
+def test_valence_groups_follow_the_default_map(model):
+    clf = load_model(model)
+    probs = np.eye(7, dtype=np.float32)
+    groups = [VALENCE_CLASSES[i] for i in clf.valence(probs).argmax(1)]
+    assert dict(zip(FER7, groups)) == {"angry": "negative", "disgust": "negative", "fear": "negative",
+                                       "happy": "positive", "sad": "negative", "surprise": "positive",
+                                       "neutral": "neutral"}
+
+
+def test_valence_map_is_configurable(model):
+    clf = load_model(model, valence_map={**dict.fromkeys(FER7, "neutral"), "surprise": "negative"})
+    assert VALENCE_CLASSES[int(clf.valence(np.eye(7, dtype=np.float32))[5].argmax())] == "negative"
+
+
+def test_rgb_three_class_model(tmp_path):
+    spec = {"size": [64, 64], "color": "rgb", "scale": 255.0, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    clf = load_model(build_tiny_model(tmp_path / "rgb.onnx", labels=VALENCE_CLASSES, preprocess=spec))
+    assert clf.spec == PreprocessSpec.from_dict(spec)
+    out = clf.classify([np.zeros((80, 80, 3), np.uint8)], clahe=2.0)
+    assert out.shape == (1, 3)
+
+
+def test_clahe_changes_the_input_but_not_the_shape(model):
+    clf = load_model(model)
+    face = cv2.resize(fer_faces(1)[0], (120, 120))
+    face = (face // 3 + 60).astype(np.uint8)  # a washed-out face
+    plain, eq = clf.classify([face]), clf.classify([face], clahe=2.0)
+    assert plain.shape == eq.shape and not np.allclose(plain, eq)
+
+
+@pytest.mark.parametrize("kwargs, reason", [
+    ({"metadata": {"affectwatch.preprocess": json.dumps({"size": [48, 48]})}}, "no affectwatch.labels"),
+    ({"metadata": {"affectwatch.labels": json.dumps(FER7)}}, "no affectwatch.preprocess"),
+    ({"metadata": {"affectwatch.labels": "angry,happy", "affectwatch.preprocess": "{}"}}, "not JSON"),
+    ({"preprocess": {"size": [48, 48], "color": "purple", "mean": [0.5], "std": [0.5]}}, "preprocess is invalid"),
+    ({"channels": 3}, "3 channel(s)"),
+    ({"out_classes": 5}, "outputs 5 classes"),
+    ({"labels": ("angry", "bored")}, "no valence"),
+])
+def test_mismatched_models_are_refused_with_the_reason(tmp_path, kwargs, reason):
+    path = build_tiny_model(tmp_path / "bad.onnx", **kwargs)
+    with pytest.raises(ModelError, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        load_model(path)
+
+
+def test_corrupt_file_is_refused(tmp_path, model):
+    bad = tmp_path / "corrupt.onnx"
+    bad.write_bytes(model.read_bytes()[: len(model.read_bytes()) // 2])
+    with pytest.raises(ModelError, match="cannot load"):
+        load_model(bad)
+    with pytest.raises(ModelError, match="not found"):
+        load_model(tmp_path / "missing.onnx")
+
+
+def test_tensorrt_backend_asked_for_without_tensorrt_is_a_clear_error(model):
+    with pytest.raises(ModelError, match="tensorrt"):
+        load_model(model, backend="tensorrt")
+
+
+def test_crop_with_margin_is_clipped_to_the_frame():
+    frame = np.zeros((100, 200, 3), np.uint8)
+    assert crop_face(frame, (10, 10, 50, 50), 0.2).shape == (70, 70, 3)
+    assert crop_face(frame, (180, 80, 40, 40), 0.1).shape == (24, 24, 3)  # 176..200, 76..100
+
+
+def test_classify_command_writes_one_row_per_face(tmp_path, model):
+    from edge_agent.synthetic import Scene
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    scene = Scene(fer_faces(2), seed=3)
+    cv2.imwrite(str(folder / "two.png"), scene.frame(0))
+    cv2.imwrite(str(folder / "none.png"), np.full((240, 320, 3), 127, np.uint8))
+    out = tmp_path / "faces.csv"
+    res = subprocess.run([sys.executable, "-m", "edge_agent", "classify", str(folder), "--model", str(model),
+                          "--out", str(out), "--annotate", str(tmp_path / "annotated")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert [r["face"] for r in rows] == ["0", "1"]
+    assert all(r["file"].endswith("two.png") and r["label"] in FER7 and r["valence"] in VALENCE_CLASSES
+               and 0 < float(r["confidence"]) <= 1 for r in rows)
+    truth = scene.boxes(0)
+    for r in rows:
+        box = np.array([float(r[k]) for k in "xywh"])
+        assert min(np.abs(box[:2] - np.array(t[:2])).max() for t in truth) < 30
+    assert (tmp_path / "annotated" / "two.annotated.png").exists()
