@@ -183,7 +183,6 @@ class Agent:
         if version == self.models.current.version and sha.lower() == self.models.current.info.sha256:
             self.models.error = None
             return
-        log.info("model update: downloading %s", version)
         try:
             clf = self.store.update(self.session, self.creds.url(url), version, sha,
                                     origin=origin_of(self.creds.server))

@@ -85,7 +85,7 @@ class SmoothingSection:
     alpha: float = 0.3  # ema weight of the newest frame
     window: int = 10  # frames, for method = "window"
     emit_interval_s: float = 1.0  # at most one event per track per interval
-    min_frames: int = 3  # frames seen before a track's first event
+    min_frames: int = 8  # frames a track is seen before its first event (keeps brief false detections quiet)
 
 
 @dataclass

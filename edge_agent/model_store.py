@@ -81,6 +81,7 @@ class ModelStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         final = self.dir / f"{_safe_name(version)}.onnx"
         tmp = self.dir / f".download-{os.getpid()}-{_safe_name(version)}.onnx"
+        log.info("model update: downloading %s", version)
         digest = hashlib.sha256()
         size = 0
         try:

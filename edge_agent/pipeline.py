@@ -154,7 +154,8 @@ class CameraWorker:
     def stop(self) -> None:
         self._stop.set()
         self.reader.stop()
-        self._thread.join(5.0)
+        if self._thread.ident is not None:
+            self._thread.join(5.0)
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)

@@ -156,7 +156,8 @@ class CameraReader:
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        self._thread.join(timeout)
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
         if self.status not in ("ended",):
             self.status = "stopped"
 
