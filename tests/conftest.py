@@ -32,8 +32,16 @@ def test_database_url() -> str:
     return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
+def clean_env(**extra) -> dict:
+    """This process's environment for a child process, less what only the browser
+    tests' own process may set (see tests/e2e/conftest.py)."""
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    env.update(extra)
+    return env
+
+
 def server_env(**extra) -> dict:
-    env = dict(os.environ)
+    env = clean_env()
     env["DATABASE_URL"] = test_database_url()
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
@@ -198,7 +206,7 @@ def make_device(db):
     def make(site, name="board-1", cameras=("cam0",), simulated=False):
         device, token = create_device_with_token(site, name, simulated=simulated, zone=site.zones.first())
         for cam in cameras:
-            Camera.objects.create(device=device, name=cam, zone=device.zone)
+            Camera.objects.create(device=device, name=cam)
         return device, token
 
     return make

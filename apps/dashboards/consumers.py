@@ -23,7 +23,7 @@ class SiteTrendConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def trend_update(self, event):
-        await self.send_json({"type": "trend", "buckets": event["buckets"]})
+        await self.send_json({"type": "trend", "series": event["series"]})
 
     @database_sync_to_async
     def _may_see(self, user, site_id):

@@ -69,11 +69,11 @@ class Device(models.Model):
 
 
 class Camera(models.Model):
-    """A camera of a device, named by the agent's config (e.g. `cam0`)."""
+    """A camera of a device, named by the agent's config (e.g. `cam0`). It watches the
+    device's zone: a board covers one zone."""
 
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="cameras")
     name = models.CharField(max_length=64)
-    zone = models.ForeignKey(Zone, null=True, blank=True, on_delete=models.SET_NULL, related_name="cameras")
     status = models.CharField(max_length=16, default="unknown")
     fps = models.FloatField(null=True, blank=True)
     error = models.CharField(max_length=300, blank=True)

@@ -21,7 +21,7 @@ class SiteSerializer(serializers.ModelSerializer):
 class CameraSerializer(serializers.ModelSerializer):
     class Meta:
         model = Camera
-        fields = ["id", "name", "zone", "status", "fps", "error"]
+        fields = ["id", "name", "status", "fps", "error"]
 
 
 class DeviceSerializer(serializers.ModelSerializer):

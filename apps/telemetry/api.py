@@ -5,13 +5,15 @@ from django.core.cache import cache
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
+from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers, status
-from rest_framework.decorators import api_view, authentication_classes, permission_classes
+from rest_framework import generics, serializers, status
+from rest_framework.decorators import api_view, authentication_classes, permission_classes, renderer_classes
+from rest_framework.exceptions import ValidationError
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 
-from apps.accounts.access import visible_sites
+from apps.accounts.access import audit, visible_sites
 from apps.accounts.models import ApiScope, Role
 from apps.accounts.permissions import roles_or_scope
 from apps.sites.authentication import DeviceTokenAuthentication, IsDevice
@@ -19,7 +21,19 @@ from apps.sites.models import Device, Zone
 
 from .ingest import BatchError, ingest as store_batch
 from .live import publish_minutes
-from .trends import BUCKETS, default_bucket, trend
+from .models import MinuteRollup
+from .renderers import CSVRenderer
+from .trends import BUCKETS, default_bucket, k_anonymity, trend, weekly_heatmap, zone_breakdown
+
+
+class RangeQuery(serializers.Serializer):
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+    hours = serializers.FloatField(required=False, min_value=0.01, max_value=24 * 366)
+    bucket = serializers.ChoiceField(choices=list(BUCKETS), required=False)
+    zone = serializers.IntegerField(required=False)
+    device = serializers.UUIDField(required=False)
+
 
 class EventSchema(serializers.Serializer):
     ts = serializers.DateTimeField()
@@ -46,13 +60,13 @@ class IngestAnswerSchema(serializers.Serializer):
     duplicate = serializers.BooleanField()
 
 
-class BucketSchema(serializers.Serializer):
-    t = serializers.DateTimeField()
-    negative = serializers.IntegerField(allow_null=True)
-    neutral = serializers.IntegerField(allow_null=True)
-    positive = serializers.IntegerField(allow_null=True)
-    tracks = serializers.IntegerField(allow_null=True)
-    suppressed = serializers.BooleanField()
+class SeriesSchema(serializers.Serializer):
+    t = serializers.ListField(child=serializers.DateTimeField())
+    negative = serializers.ListField(child=serializers.IntegerField(allow_null=True))
+    neutral = serializers.ListField(child=serializers.IntegerField(allow_null=True))
+    positive = serializers.ListField(child=serializers.IntegerField(allow_null=True))
+    tracks = serializers.ListField(child=serializers.IntegerField(allow_null=True))
+    suppressed = serializers.ListField(child=serializers.BooleanField())
 
 
 class TrendSchema(serializers.Serializer):
@@ -61,16 +75,7 @@ class TrendSchema(serializers.Serializer):
     until = serializers.DateTimeField()
     bucket = serializers.CharField()
     k_anonymity = serializers.IntegerField()
-    series = BucketSchema(many=True)
-
-
-class TrendQuery(serializers.Serializer):
-    since = serializers.DateTimeField(required=False)
-    until = serializers.DateTimeField(required=False)
-    hours = serializers.FloatField(required=False, min_value=0.01, max_value=24 * 366)
-    bucket = serializers.ChoiceField(choices=list(BUCKETS), required=False)
-    zone = serializers.IntegerField(required=False)
-    device = serializers.UUIDField(required=False)
+    series = SeriesSchema()
 
 
 ReadTelemetry = roles_or_scope(Role.SAFETY_OFFICER, Role.RESEARCHER, scope=ApiScope.TELEMETRY_READ)
@@ -116,29 +121,105 @@ def ingest(request):
     return Response(answer)
 
 
-@extend_schema(parameters=[TrendQuery], responses={200: TrendSchema})
-@api_view(["GET"])
-@permission_classes([ReadTelemetry])
-def site_trend(request, site_id):
-    """Per-bucket negative / neutral / positive counts for a site (k-anonymised)."""
-    site = get_object_or_404(visible_sites(request.user), pk=site_id)
-    query = TrendQuery(data=request.query_params)
+def _range(request, default_hours=3):
+    query = RangeQuery(data=request.query_params)
     query.is_valid(raise_exception=True)
     q = query.validated_data
     until = q.get("until") or timezone.now()
-    since = q.get("since") or until - timedelta(hours=q.get("hours", 3))
+    since = q.get("since") or until - timedelta(hours=q.get("hours", default_hours))
     if since >= until:
-        return Response({"since": "must be before until"}, status=400)
+        raise ValidationError({"since": "must be before until"})
+    return since, until, q
+
+
+def _site(request, site_id):
+    return get_object_or_404(visible_sites(request.user), pk=site_id)
+
+
+def _audit_export(request, site, what):
+    if request.accepted_renderer.format == "csv":
+        audit(request, "data.export", target=site, organisation=site.organisation, what=what,
+              query=dict(request.query_params.items()))
+
+
+TELEMETRY_RENDERERS = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer]
+
+
+@extend_schema(parameters=[RangeQuery], responses={200: TrendSchema})
+@api_view(["GET"])
+@permission_classes([ReadTelemetry])
+@renderer_classes(TELEMETRY_RENDERERS)
+def site_trend(request, site_id):
+    """Per-bucket negative / neutral / positive counts for a site, zone or device (k-anonymised).
+    `?format=csv` gives the same as CSV."""
+    site = _site(request, site_id)
+    since, until, q = _range(request)
     bucket = q.get("bucket") or default_bucket(until - since)
     zone = get_object_or_404(Zone, pk=q["zone"], site=site) if "zone" in q else None
     device = get_object_or_404(Device, pk=q["device"], site=site) if "device" in q else None
+    _audit_export(request, site, "trend")
     return Response(
         {
             "site": site.id,
             "since": since.isoformat(),
             "until": until.isoformat(),
             "bucket": bucket,
-            "k_anonymity": settings.AFFECTWATCH["K_ANONYMITY"],
-            "series": trend([site], since, until, bucket, zone=zone, device=device),
+            "k_anonymity": k_anonymity(),
+            "series": trend(site, since, until, bucket, zone=zone, device=device),
         }
     )
+
+
+@extend_schema(parameters=[RangeQuery], responses={200: OpenApiResponse(description="per-zone counts and negative share")})
+@api_view(["GET"])
+@permission_classes([ReadTelemetry])
+@renderer_classes(TELEMETRY_RENDERERS)
+def site_zones(request, site_id):
+    """Counts and negative share per zone over a range."""
+    site = _site(request, site_id)
+    since, until, _ = _range(request, default_hours=24)
+    _audit_export(request, site, "zones")
+    return Response({"site": site.id, "since": since.isoformat(), "until": until.isoformat(),
+                     "zones": zone_breakdown(site, since, until)})
+
+
+@extend_schema(parameters=[RangeQuery], responses={200: OpenApiResponse(description="weekday × hour negative share")})
+@api_view(["GET"])
+@permission_classes([ReadTelemetry])
+@renderer_classes(TELEMETRY_RENDERERS)
+def site_heatmap(request, site_id):
+    """Negative share by weekday and hour of day (site time zone); default: last 30 days."""
+    site = _site(request, site_id)
+    since, until, _ = _range(request, default_hours=24 * 30)
+    _audit_export(request, site, "heatmap")
+    return Response({"site": site.id, "since": since.isoformat(), "until": until.isoformat(),
+                     **weekly_heatmap(site, since, until)})
+
+
+class RollupSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = MinuteRollup
+        fields = ["id", "site", "zone", "device", "minute", "negative", "neutral", "positive", "tracks"]
+
+
+class RollupFilter(filters.FilterSet):
+    since = filters.IsoDateTimeFilter(field_name="minute", lookup_expr="gte")
+    until = filters.IsoDateTimeFilter(field_name="minute", lookup_expr="lt")
+
+    class Meta:
+        model = MinuteRollup
+        fields = ["site", "zone", "device"]
+
+
+class RollupList(generics.ListAPIView):
+    """Per-device minute rollups, filterable by site, zone, device and time. Rows built
+    from fewer than K distinct tracks are left out."""
+
+    serializer_class = RollupSerializer
+    permission_classes = [ReadTelemetry]
+    filterset_class = RollupFilter
+
+    def get_queryset(self):
+        return MinuteRollup.objects.filter(
+            site__in=visible_sites(self.request.user), tracks__gte=k_anonymity()
+        ).order_by("-minute", "device_id")

@@ -19,8 +19,8 @@ def publish_minutes(site, minutes):
         return
     from datetime import timedelta
 
-    series = trend([site], minutes[0], minutes[-1] + timedelta(minutes=1), bucket="minute")
+    series = trend(site, minutes[0], minutes[-1] + timedelta(minutes=1), bucket="minute")
     try:
-        async_to_sync(get_channel_layer().group_send)(site_group(site.id), {"type": "trend.update", "buckets": series})
+        async_to_sync(get_channel_layer().group_send)(site_group(site.id), {"type": "trend.update", "series": series})
     except Exception:  # the data is stored; a dashboard that misses a push catches up on reload
         log.exception("live fan-out to site %s failed", site.id)

@@ -43,13 +43,7 @@ class EmotionEvent(models.Model):
         indexes = [models.Index(fields=["site", "ts"]), models.Index(fields=["ts"])]
 
 
-class MinuteRollup(models.Model):
-    """Counts per label for one device and minute, upserted in the ingest transaction.
-    Site and zone are copied in, so site- and zone-level trends are one indexed scan."""
-
-    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="rollups")
-    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="rollups")
-    zone = models.ForeignKey(Zone, null=True, on_delete=models.SET_NULL, related_name="rollups")
+class RollupCounts(models.Model):
     minute = models.DateTimeField()
     negative = models.PositiveIntegerField(default=0)
     neutral = models.PositiveIntegerField(default=0)
@@ -57,8 +51,40 @@ class MinuteRollup(models.Model):
     tracks = models.PositiveIntegerField(default=0, help_text="Distinct tracks seen in this minute.")
 
     class Meta:
+        abstract = True
+
+
+class MinuteRollup(RollupCounts):
+    """Counts per label for one device and minute, upserted in the ingest transaction."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="rollups")
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="device_rollups")
+    zone = models.ForeignKey(Zone, null=True, on_delete=models.SET_NULL, related_name="device_rollups")
+
+    class Meta:
         constraints = [models.UniqueConstraint(fields=["device", "minute"], name="one_rollup_per_device_minute")]
-        indexes = [models.Index(fields=["site", "minute"]), models.Index(fields=["zone", "minute"])]
+        indexes = [models.Index(fields=["site", "minute"])]
+
+
+class ZoneMinuteRollup(RollupCounts):
+    """The sum of a zone's device rollups for one minute."""
+
+    zone = models.ForeignKey(Zone, on_delete=models.CASCADE, related_name="rollups")
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="zone_rollups")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["zone", "minute"], name="one_rollup_per_zone_minute")]
+        indexes = [models.Index(fields=["site", "minute"])]
+
+
+class SiteMinuteRollup(RollupCounts):
+    """The sum of a site's device rollups for one minute: one row per site and minute, so
+    a 30-day trend at minute resolution is one index range scan."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="rollups")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["site", "minute"], name="one_rollup_per_site_minute")]
 
 
 class RollupTrack(models.Model):

@@ -1,19 +1,25 @@
-"""Emotion trends from the minute rollups, with small buckets suppressed (k-anonymity).
+"""Emotion trends read from the minute rollups — never from raw events — with buckets
+built from fewer than K distinct tracks suppressed (k-anonymity).
 
-A bucket's distinct tracks are not stored for coarser buckets, so we use a lower bound:
-per device, the largest per-minute distinct-track count in the bucket, summed over
-devices. Suppressing on a lower bound can only hide more, never reveal more."""
-from collections import defaultdict
+Coarser buckets do not store their distinct tracks, so they use a lower bound: the
+largest per-minute distinct count inside the bucket. Suppressing on a lower bound can
+only hide more, never reveal more."""
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db.models import Max, Sum
-from django.db.models.functions import Trunc
+from django.db.models.functions import ExtractHour, ExtractIsoWeekDay, Trunc
 
-from .models import MinuteRollup
+from .models import MinuteRollup, SiteMinuteRollup, ZoneMinuteRollup
 
 BUCKETS = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
 LABELS = ("negative", "neutral", "positive")
+COLUMNS = ("t", *LABELS, "tracks", "suppressed")
+
+
+def k_anonymity():
+    return settings.AFFECTWATCH["K_ANONYMITY"]
 
 
 def default_bucket(span: timedelta) -> str:
@@ -24,37 +30,100 @@ def default_bucket(span: timedelta) -> str:
     return "day"
 
 
-def trend(sites, since, until, bucket="minute", zone=None, device=None, k=None):
-    """[{"t", "negative", "neutral", "positive", "tracks", "suppressed"}], oldest first."""
+def rollups_for(site, zone=None, device=None):
+    """The rollup rows of the narrowest scope asked for."""
+    if device is not None:
+        return MinuteRollup.objects.filter(device=device)
+    if zone is not None:
+        return ZoneMinuteRollup.objects.filter(zone=zone)
+    return SiteMinuteRollup.objects.filter(site=site)
+
+
+def empty_series():
+    return {c: [] for c in COLUMNS}
+
+
+def _append(series, t, neg, neu, pos, tracks, k):
+    suppressed = tracks < k
+    series["t"].append(t.isoformat())
+    for name, value in zip(LABELS, (neg, neu, pos)):
+        series[name].append(None if suppressed else value)
+    series["tracks"].append(None if suppressed else tracks)
+    series["suppressed"].append(suppressed)
+
+
+def trend(site, since, until, bucket="minute", zone=None, device=None):
+    """Columns t, negative, neutral, positive, tracks, suppressed; oldest first."""
     if bucket not in BUCKETS:
         raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}")
-    k = settings.AFFECTWATCH["K_ANONYMITY"] if k is None else k
-    rows = MinuteRollup.objects.filter(site__in=sites, minute__gte=since, minute__lt=until)
-    if zone is not None:
-        rows = rows.filter(zone=zone)
-    if device is not None:
-        rows = rows.filter(device=device)
+    k = k_anonymity()
+    rows = rollups_for(site, zone, device).filter(minute__gte=since, minute__lt=until)
+    if bucket == "minute":
+        rows = rows.order_by("minute").values_list("minute", *LABELS, "tracks")
+    else:
+        rows = (
+            rows.annotate(b=Trunc("minute", bucket, tzinfo=ZoneInfo(site.timezone)))
+            .values("b")
+            .annotate(n=Sum("negative"), u=Sum("neutral"), p=Sum("positive"), tk=Max("tracks"))
+            .order_by("b")
+            .values_list("b", "n", "u", "p", "tk")
+        )
+    series = empty_series()
+    for row in rows:
+        _append(series, *row, k)
+    return series
+
+
+def share(negative, neutral, positive):
+    total = negative + neutral + positive
+    return None if total == 0 else round(100.0 * negative / total, 1)
+
+
+def zone_breakdown(site, since, until):
+    """Per zone: counts and negative share over the range (suppressed below K)."""
+    k = k_anonymity()
     rows = (
-        rows.annotate(t=Trunc("minute", bucket))
-        .values("t", "device_id")
-        .annotate(negative=Sum("negative"), neutral=Sum("neutral"), positive=Sum("positive"), tracks=Max("tracks"))
+        ZoneMinuteRollup.objects.filter(site=site, minute__gte=since, minute__lt=until)
+        .values("zone_id", "zone__name")
+        .annotate(n=Sum("negative"), u=Sum("neutral"), p=Sum("positive"), tk=Max("tracks"))
+        .order_by("zone__name")
+    )
+    out = []
+    for r in rows:
+        suppressed = r["tk"] < k
+        out.append({
+            "zone": r["zone_id"], "name": r["zone__name"], "suppressed": suppressed,
+            **{label: None if suppressed else r[key] for label, key in zip(LABELS, "nup")},
+            "negative_share": None if suppressed else share(r["n"], r["u"], r["p"]),
+        })
+    return out
+
+
+def weekly_heatmap(site, since, until):
+    """Negative share by weekday (1 = Monday) × hour of day, in the site's time zone."""
+    k = k_anonymity()
+    tz = ZoneInfo(site.timezone)
+    rows = (
+        SiteMinuteRollup.objects.filter(site=site, minute__gte=since, minute__lt=until)
+        .annotate(day=ExtractIsoWeekDay("minute", tzinfo=tz), hour=ExtractHour("minute", tzinfo=tz))
+        .values("day", "hour")
+        .annotate(n=Sum("negative"), u=Sum("neutral"), p=Sum("positive"), tk=Max("tracks"))
         .order_by()
     )
-    buckets = defaultdict(lambda: {"negative": 0, "neutral": 0, "positive": 0, "tracks": 0})
-    for row in rows:
-        b = buckets[row["t"]]
-        for key in (*LABELS, "tracks"):
-            b[key] += row[key]
-    series = []
-    for t in sorted(buckets):
-        b = buckets[t]
-        suppressed = b["tracks"] < k
-        series.append(
-            {
-                "t": t.isoformat(),
-                **{label: None if suppressed else b[label] for label in LABELS},
-                "tracks": None if suppressed else b["tracks"],
-                "suppressed": suppressed,
-            }
-        )
-    return series
+    grid = [[None] * 24 for _ in range(7)]
+    for r in rows:
+        if r["tk"] >= k:
+            grid[r["day"] - 1][r["hour"]] = share(r["n"], r["u"], r["p"])
+    return {"days": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"], "hours": list(range(24)), "negative_share": grid}
+
+
+def summary(site, since, until):
+    """Totals and negative share over a range, for the overview."""
+    k = k_anonymity()
+    agg = SiteMinuteRollup.objects.filter(site=site, minute__gte=since, minute__lt=until).aggregate(
+        n=Sum("negative"), u=Sum("neutral"), p=Sum("positive"), tk=Max("tracks")
+    )
+    n, u, p = (agg[x] or 0 for x in "nup")
+    if (agg["tk"] or 0) < k:
+        return {"detections": None, "negative_share": None, "suppressed": True}
+    return {"detections": n + u + p, "negative_share": share(n, u, p), "suppressed": False}

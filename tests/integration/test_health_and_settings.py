@@ -1,11 +1,10 @@
-import os
 import subprocess
 import sys
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT, PlatformServer, free_port
+from tests.conftest import ROOT, PlatformServer, clean_env, free_port
 
 
 @pytest.mark.django_db
@@ -31,7 +30,7 @@ def test_healthz_is_503_when_the_broker_is_down(django_db_setup, server_logs, tr
 
 
 def test_production_settings_pass_check_deploy():
-    env = dict(os.environ, AFFECTWATCH_ENV="production", SECRET_KEY="x" * 20 + "-Kq8#vL2@pW9!zR4$tY7^uI1&oP5*aS3",
+    env = clean_env(AFFECTWATCH_ENV="production", SECRET_KEY="x" * 20 + "-Kq8#vL2@pW9!zR4$tY7^uI1&oP5*aS3",
                ALLOWED_HOSTS="affectwatch.example.com")
     res = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT,
                          env=env, capture_output=True, text=True)
@@ -39,7 +38,7 @@ def test_production_settings_pass_check_deploy():
 
 
 def test_production_refuses_to_start_without_secret_key():
-    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    env = {k: v for k, v in clean_env().items() if k != "SECRET_KEY"}
     env["AFFECTWATCH_ENV"] = "production"
     res = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert res.returncode != 0

@@ -51,7 +51,7 @@ def test_dashboard_push_arrives_within_two_seconds(platform_server, tenant):
     msg, elapsed = asyncio.run(scenario())
     assert elapsed < 2
     assert msg["type"] == "trend"
-    assert msg["buckets"][-1]["positive"] == 4 and msg["buckets"][-1]["suppressed"] is False
+    assert msg["series"]["positive"][-1] == 4 and msg["series"]["suppressed"][-1] is False
 
 
 def test_websocket_refuses_other_tenants_sites(platform_server, tenant, make_org, make_site, make_user):

@@ -1,79 +1,123 @@
-// A site's emotion trend: loads buckets from the REST API, then merges live minute
-// buckets pushed over the WebSocket.
+// A site's dashboard: the trend (REST, then live minute buckets over a WebSocket), the
+// zone breakdown and the weekday × hour heatmap. Series come as columns:
+// {t: [...], negative: [...], neutral: [...], positive: [...], tracks: [...], suppressed: [...]}.
 (function () {
   const el = document.getElementById("trend");
   if (!el) return;
   const siteId = el.dataset.site;
   const rangeSel = document.getElementById("range");
   const zoneSel = document.getElementById("zone");
+  const modeSel = document.getElementById("mode");
   const live = document.getElementById("live");
+  const LABELS = ["negative", "neutral", "positive"];
   const COLORS = { negative: "#d9534f", neutral: "#8a94a6", positive: "#2e9d5b" };
-  let buckets = new Map(); // t (ISO) -> bucket
+  const key = (t) => new Date(t).getTime();
+  let rows = new Map(); // time (ms) -> {t, negative, neutral, positive, suppressed}
   let bucketSize = "minute";
 
-  function traces() {
-    const ts = Array.from(buckets.keys()).sort();
-    return ["negative", "neutral", "positive"].map((label) => ({
-      x: ts.map((t) => new Date(t)),
-      y: ts.map((t) => buckets.get(t)[label]),
-      name: label,
-      type: "scatter",
-      mode: "lines+markers",
-      stackgroup: "one",
-      line: { color: COLORS[label], width: 1.5 },
-      connectgaps: false,
-      hovertemplate: "%{y} " + label + "<extra></extra>",
-    }));
+  function params(extra) {
+    const p = new URLSearchParams({ hours: rangeSel.value, ...extra });
+    if (zoneSel.value) p.set("zone", zoneSel.value);
+    return p;
+  }
+
+  function merge(series) {
+    series.t.forEach((t, i) => {
+      const r = { t, suppressed: series.suppressed[i] };
+      LABELS.forEach((l) => (r[l] = series[l][i]));
+      rows.set(key(t), r);
+    });
   }
 
   function draw() {
+    const sorted = Array.from(rows.keys()).sort((a, b) => a - b).map((k) => rows.get(k));
+    const percent = modeSel.value === "percent";
+    const traces = LABELS.map((label) => ({
+      x: sorted.map((r) => new Date(r.t)),
+      y: sorted.map((r) => r[label]),
+      name: label,
+      type: "scatter",
+      mode: "lines",
+      stackgroup: "one",
+      groupnorm: percent ? "percent" : "",
+      line: { color: COLORS[label], width: 1 },
+      fillcolor: COLORS[label] + "cc",
+      hovertemplate: percent ? "%{y:.0f}% " + label + "<extra></extra>" : "%{y} " + label + "<extra></extra>",
+    }));
     const layout = {
-      margin: { t: 10, r: 10, b: 40, l: 50 },
-      height: 360,
-      hovermode: "x unified",
-      legend: { orientation: "h" },
-      yaxis: { title: { text: "faces per " + bucketSize }, rangemode: "tozero" },
+      margin: { t: 10, r: 10, b: 40, l: 55 }, height: 340, hovermode: "x unified", legend: { orientation: "h" },
+      yaxis: { title: { text: percent ? "share of faces (%)" : "faces per " + bucketSize }, rangemode: "tozero",
+               range: percent ? [0, 100] : undefined },
       xaxis: { type: "date" },
     };
-    Plotly.react(el, traces(), layout, { displaylogo: false, responsive: true });
-    el.dataset.points = String(
-      Array.from(buckets.values()).reduce((n, b) => n + (b.suppressed ? 0 : b.negative + b.neutral + b.positive), 0)
-    );
+    Plotly.react(el, traces, layout, { displaylogo: false, responsive: true });
+    el.dataset.points = String(sorted.reduce((n, r) => n + (r.suppressed ? 0 : r.negative + r.neutral + r.positive), 0));
   }
 
-  async function load() {
-    const params = new URLSearchParams({ hours: rangeSel.value });
-    if (zoneSel.value) params.set("zone", zoneSel.value);
-    const res = await fetch(`/api/v1/sites/${siteId}/trend/?${params}`, { credentials: "same-origin" });
-    if (!res.ok) {
-      el.textContent = "Could not load the trend: HTTP " + res.status;
-      return;
-    }
-    const data = await res.json();
-    bucketSize = data.bucket;
-    buckets = new Map(data.series.map((b) => [b.t, b]));
-    draw();
+  async function getJSON(path, p) {
+    const res = await fetch(`${path}?${p}`, { credentials: "same-origin" });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    return res.json();
+  }
+
+  async function loadTrend() {
+    const p = params();
+    document.getElementById("trend-csv").href = `/api/v1/sites/${siteId}/trend/?${p}&format=csv`;
+    try {
+      const data = await getJSON(`/api/v1/sites/${siteId}/trend/`, p);
+      bucketSize = data.bucket;
+      rows = new Map();
+      merge(data.series);
+      draw();
+    } catch (e) { el.textContent = "Could not load the trend: " + e.message; }
+  }
+
+  async function loadZones() {
+    const zel = document.getElementById("zones");
+    const p = new URLSearchParams({ hours: rangeSel.value });
+    document.getElementById("zones-csv").href = `/api/v1/sites/${siteId}/zones/?${p}&format=csv`;
+    const data = await getJSON(`/api/v1/sites/${siteId}/zones/`, p);
+    const zones = data.zones.filter((z) => !z.suppressed);
+    if (!zones.length) { zel.innerHTML = '<p class="muted small">Not enough people in any zone for this range.</p>'; return; }
+    const traces = LABELS.map((label) => ({
+      y: zones.map((z) => z.name), x: zones.map((z) => z[label]), name: label, type: "bar", orientation: "h",
+      marker: { color: COLORS[label] },
+    }));
+    Plotly.react(zel, traces, { barmode: "stack", barnorm: "percent", height: 60 + 40 * zones.length,
+      margin: { t: 10, r: 10, b: 30, l: 90 }, xaxis: { title: { text: "%" } }, legend: { orientation: "h" } },
+      { displaylogo: false, responsive: true });
+  }
+
+  async function loadHeatmap() {
+    const hel = document.getElementById("heatmap");
+    document.getElementById("heatmap-csv").href = `/api/v1/sites/${siteId}/heatmap/?format=csv`;
+    const data = await getJSON(`/api/v1/sites/${siteId}/heatmap/`, new URLSearchParams());
+    Plotly.react(hel, [{ z: data.negative_share, x: data.hours.map((h) => `${h}:00`), y: data.days, type: "heatmap",
+      colorscale: [[0, "#f4f6fa"], [1, "#d9534f"]], zmin: 0, zmax: 100, hoverongaps: false,
+      hovertemplate: "%{y} %{x}: %{z}% negative<extra></extra>", colorbar: { title: { text: "%" } } }],
+      { height: 260, margin: { t: 10, r: 10, b: 40, l: 45 }, yaxis: { autorange: "reversed" } },
+      { displaylogo: false, responsive: true });
   }
 
   function connect() {
     const proto = location.protocol === "https:" ? "wss" : "ws";
     const ws = new WebSocket(`${proto}://${location.host}/ws/sites/${siteId}/`);
     ws.onopen = () => { live.textContent = "live"; live.dataset.state = "live"; };
-    ws.onclose = () => {
-      live.textContent = "reconnecting…"; live.dataset.state = "down";
-      setTimeout(connect, 2000);
-    };
+    ws.onclose = () => { live.textContent = "reconnecting…"; live.dataset.state = "down"; setTimeout(connect, 2000); };
     ws.onmessage = (msg) => {
       const data = JSON.parse(msg.data);
       if (data.type !== "trend") return;
-      // Live pushes are site-wide minute buckets; other views reload instead.
-      if (bucketSize !== "minute" || zoneSel.value) { load(); return; }
-      for (const b of data.buckets) buckets.set(new Date(b.t).toISOString().replace(".000Z", "+00:00"), b);
+      // Pushes are site-wide minute buckets; coarser or zone views reload instead.
+      if (bucketSize !== "minute" || zoneSel.value) { loadTrend(); return; }
+      merge(data.series);
       draw();
     };
   }
 
-  rangeSel.addEventListener("change", load);
-  zoneSel.addEventListener("change", load);
-  load().then(connect);
+  rangeSel.addEventListener("change", () => { loadTrend(); loadZones(); });
+  zoneSel.addEventListener("change", loadTrend);
+  modeSel.addEventListener("change", draw);
+  loadTrend().then(connect);
+  loadZones();
+  loadHeatmap();
 })();

@@ -41,7 +41,7 @@ class Command(BaseCommand):
                     site=sites[slug], name=name, defaults={"organisation": org, "zone": zone, "simulated": True}
                 )
                 for cam in ("cam0", "cam1"):
-                    Camera.objects.get_or_create(device=device, name=cam, defaults={"zone": zone})
+                    Camera.objects.get_or_create(device=device, name=cam)
                 devices.append({"id": str(device.id), "name": name, "site": slug, "token": rotate_token(device),
                                 "cameras": ["cam0", "cam1"]})
             created = []
