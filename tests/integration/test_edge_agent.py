@@ -1,0 +1,261 @@
+"""The edge agent as a real process against the real backend (uvicorn on the test
+database): enrollment, faces in a video turned into events, exactly-once delivery through
+a backend outage and through `kill -9`, and a model update with a wrong checksum."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from apps.sites.enrollment import create_enrollment_code
+from apps.sites.models import Device
+from apps.telemetry.models import EmotionEvent
+from tests.unit.test_edge_helpers import Peer, build_tiny_model, scene_video
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for(cond, timeout, what, step=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class AgentRun:
+    """`python -m edge_agent run` in its own process, on a state directory that outlives it."""
+
+    def __init__(self, tmp_path: Path, video: Path, model: Path, heartbeat_s: float = 1.0, loop=False):
+        self.state = tmp_path / "state"
+        self.config = tmp_path / "agent.toml"
+        self.log_path = tmp_path / "agent.log"
+        self.config.write_text(f"""
+[agent]
+state_dir = "{self.state}"
+heartbeat_interval_s = {heartbeat_s}
+
+[model]
+path = "{model}"
+
+[smoothing]
+emit_interval_s = 0.5
+
+[publisher]
+backoff_base_s = 0.2
+backoff_max_s = 1.0
+timeout_s = 3.0
+
+[[cameras]]
+name = "cam0"
+source = "{video}"
+loop = {str(loop).lower()}
+""")
+        self.proc = None
+
+    def enroll(self, server_url: str, code: str):
+        return subprocess.run([sys.executable, "-m", "edge_agent", "enroll", "--server", server_url, "--code", code,
+                               "--config", str(self.config), "--name", "test-board"],
+                              capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "edge_agent", "run", "--config", str(self.config)],
+                                     cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        return self
+
+    def wait(self, timeout):
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"agent still running after {timeout} s; log:\n{self.log_text()[-3000:]}") from None
+
+    def kill9(self):
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log_text(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    @property
+    def device_id(self):
+        return json.loads((self.state / "credentials.json").read_text())["device_id"]
+
+    def pending(self) -> list[dict]:
+        db = sqlite3.connect(self.state / "outbox.sqlite3")
+        try:
+            return [json.loads(b) for (b,) in db.execute("SELECT body FROM events ORDER BY id")]
+        finally:
+            db.close()
+
+    def counter(self, name) -> int:
+        db = sqlite3.connect(self.state / "outbox.sqlite3")
+        try:
+            row = db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        finally:
+            db.close()
+        return row[0] if row else 0
+
+
+def server_events(device_id):
+    return [(e.camera.name, e.track, e.ts.isoformat(timespec="milliseconds"), e.label) for e in
+            EmotionEvent.objects.filter(device_id=device_id).select_related("camera")]
+
+
+def key(e: dict):
+    """The agent writes UTC as `Z`; the server's datetimes print as `+00:00`."""
+    return e["camera"], e["track"], e["ts"].replace("Z", "+00:00")
+
+
+def assert_exactly_once(rows):
+    dupes = [k for k, n in Counter((c, t, ts) for c, t, ts, _ in rows).items() if n > 1]
+    assert not dupes, f"{len(dupes)} event(s) stored twice, e.g. {dupes[:3]}"
+
+
+@pytest.fixture
+def model(tmp_path):
+    return build_tiny_model(tmp_path / "tiny.onnx", version="tiny@1")
+
+
+@pytest.fixture
+def enrolled(platform_server, tenant, tmp_path, model):
+    def make(frames=90, n_faces=2, fps=30.0, loop=False, heartbeat_s=1.0):
+        video = scene_video(tmp_path / "scene.mp4", n_faces, frames, fps)
+        agent = AgentRun(tmp_path, video, model, heartbeat_s, loop)
+        _, code = create_enrollment_code(tenant.site)
+        res = agent.enroll(platform_server.url, code)
+        assert res.returncode == 0, res.stderr
+        return agent
+
+    agents = []
+    yield lambda **kw: agents.append(make(**kw)) or agents[-1]
+    for a in agents:
+        a.stop()
+
+
+def test_enrolled_agent_streams_the_faces_of_a_video(enrolled, tenant, platform_server):
+    agent = enrolled(frames=120, n_faces=2)
+    creds = agent.state / "credentials.json"
+    assert stat.S_IMODE(creds.stat().st_mode) == 0o600
+    device = Device.objects.get(id=agent.device_id)
+    assert device.site_id == tenant.site.id
+    # A one-time code: using it again is refused.
+    again = subprocess.run([sys.executable, "-m", "edge_agent", "enroll", "--server", platform_server.url,
+                            "--code", "WRONG-CODE-0000", "--credentials", str(agent.state / "other.json")],
+                           capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert again.returncode == 1 and "enrollment refused (400)" in again.stderr
+
+    assert agent.start().wait(90) == 0, agent.log_text()[-3000:]
+    rows = server_events(agent.device_id)
+    tracks = Counter(t for _, t, _, _ in rows)
+    # Two faces, each followed as one track for the whole clip, an event every 0.5 s.
+    face_tracks = [t for t, n in tracks.items() if n >= 4]
+    assert len(face_tracks) == 2, tracks
+    assert {c for c, _, _, _ in rows} == {"cam0"}
+    assert_exactly_once(rows)
+    assert agent.pending() == [] and agent.counter("accepted") == len(rows)
+    device.refresh_from_db()
+    assert device.model_version == "tiny@1"
+    assert device.health["backend"] == "onnxruntime:CPUExecutionProvider"
+    assert device.health["cameras"]["cam0"]["status"] in ("ok", "stopped")
+
+
+def test_backend_outage_every_event_arrives_exactly_once(enrolled, platform_server):
+    agent = enrolled(frames=240, n_faces=2)  # 8 s of video
+    agent.start()
+    wait_for(lambda: EmotionEvent.objects.filter(device_id=agent.device_id).exists(), 30, "first events")
+    platform_server.stop()
+    down_at = time.time()
+    time.sleep(3.5)
+    backlog = len(agent.pending())
+    assert backlog > 0  # events kept coming and waited
+    platform_server.start()
+    assert agent.wait(90) == 0, agent.log_text()[-3000:]
+    rows = server_events(agent.device_id)
+    assert_exactly_once(rows)
+    assert agent.pending() == [] and agent.counter("accepted") == len(rows)
+    assert agent.counter("dropped") == 0 and agent.counter("rejected") == 0
+    # Events made while the server was down are there.
+    during = [r for r in rows if down_at + 0.5 < _epoch(r[2]) < down_at + 3.0]
+    assert during, "no events from the outage window arrived"
+    assert "no answer" in agent.log_text()
+
+
+def _epoch(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def test_kill_9_mid_stream_then_restart_loses_nothing(enrolled, platform_server):
+    agent = enrolled(frames=300, n_faces=3)  # 10 s of video
+    agent.start()
+    wait_for(lambda: EmotionEvent.objects.filter(device_id=agent.device_id).count() >= 6, 30, "events")
+    # Make sure there is a backlog and likely a batch in flight when the agent dies.
+    platform_server.stop()
+    time.sleep(1.5)
+    platform_server.start()
+    time.sleep(0.3)
+    agent.kill9()
+    pending = agent.pending()
+    before = {(c, t, ts) for c, t, ts, _ in server_events(agent.device_id)}
+    first_run = {t.split("-")[0] for _, t, _ in before} | {e["track"].split("-")[0] for e in pending}
+    assert len(first_run) == 1
+    # Restart on the same state: the backlog goes out, and the clip plays again (new run).
+    agent.start()
+    assert agent.wait(120) == 0, agent.log_text()[-3000:]
+    rows = server_events(agent.device_id)
+    assert_exactly_once(rows)
+    got = {(c, t, ts) for c, t, ts, _ in rows}
+    missing = {key(e) for e in pending} - got
+    assert not missing, f"{len(missing)} of {len(pending)} pending event(s) never arrived"
+    assert before <= got
+    run1 = {r for r in got if r[1].startswith(next(iter(first_run)) + "-")}
+    assert run1 == before | {key(e) for e in pending}
+    assert agent.pending() == []
+
+
+def test_model_update_with_a_wrong_checksum_is_refused(enrolled, platform_server, tmp_path):
+    new = build_tiny_model(tmp_path / "new.onnx", version="tiny@2", seed=5).read_bytes()
+    peer = Peer(lambda m, p, h, b: (200, {}, new) if p == "/models/tiny@2.onnx" else (404, {}, {"detail": "no"}))
+    agent = enrolled(frames=60, loop=True, heartbeat_s=0.5)
+    try:
+        agent.start()
+        device = Device.objects.get(id=agent.device_id)
+        wait_for(lambda: Device.objects.get(id=device.id).model_version == "tiny@1", 30, "a first heartbeat")
+        Device.objects.filter(id=device.id).update(
+            desired_model_version="tiny@2", desired_model_url=f"{peer.url}/models/tiny@2.onnx",
+            desired_model_sha256=hashlib.sha256(b"another file").hexdigest())
+        health = wait_for(lambda: (Device.objects.get(id=device.id).health or {}).get("model_error"), 30,
+                          "the model error in a heartbeat")
+        assert "sha256 mismatch" in health
+        assert Device.objects.get(id=device.id).model_version == "tiny@1"  # the old model runs on
+        assert agent.proc.poll() is None
+        # With the right checksum the new model is swapped in.
+        Device.objects.filter(id=device.id).update(desired_model_sha256=hashlib.sha256(new).hexdigest())
+        wait_for(lambda: Device.objects.get(id=device.id).model_version == "tiny@2", 30, "the new model")
+        assert "model_error" not in Device.objects.get(id=device.id).health
+    finally:
+        agent.stop()
+        peer.close()
