@@ -110,8 +110,9 @@ def simulate(server: str, token: str, rate: float, duration: float | None = None
         while duration is None or time.monotonic() - start < duration:
             due = int((time.monotonic() - start) * rate) - generated
             if due > 0:
+                # Spread the tick's events over the tick, as real emissions would be.
                 now = time.time()
-                outbox.put_many([stream.event(now) for _ in range(due)])
+                outbox.put_many([stream.event(now - tick * (due - k) / due) for k in range(due)])
                 generated += due
             if time.monotonic() >= next_report:
                 out(f"{generated} events generated, {publisher.accepted} accepted, queue {outbox.depth()}")

@@ -19,7 +19,7 @@ import pytest
 
 from apps.sites.enrollment import create_enrollment_code
 from apps.sites.models import Device
-from apps.telemetry.models import EmotionEvent
+from apps.telemetry.models import EmotionEvent, Label
 from tests.unit.test_edge_helpers import Peer, build_tiny_model, scene_video
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -259,3 +259,22 @@ def test_model_update_with_a_wrong_checksum_is_refused(enrolled, platform_server
     finally:
         agent.stop()
         peer.close()
+
+
+def test_simulate_posts_plausible_streams_through_the_ingest_api(platform_server, tenant):
+    res = subprocess.run([sys.executable, "-m", "edge_agent", "simulate", "--server", platform_server.url,
+                          "--token", tenant.token, "--rate", "40", "--duration", "3", "--cameras", "2", "--seed", "7"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["generated"] >= 100 and summary["accepted"] == summary["generated"]
+    assert summary["rejected"] == 0 and summary["left_in_outbox"] == 0
+    rows = server_events(tenant.device.id)
+    assert len(rows) == summary["generated"]
+    assert_exactly_once(rows)
+    cameras = Counter(c for c, _, _, _ in rows)
+    assert set(cameras) == {"sim0", "sim1"}
+    tracks = {(c, t) for c, t, _, _ in rows}
+    assert 2 * 3 <= len(tracks) <= 2 * 6  # a few people per camera
+    labels = Counter(label for _, _, _, label in rows)
+    assert labels.most_common(1)[0][0] == Label.NEUTRAL
