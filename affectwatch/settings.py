@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "apps.sites",
     "apps.telemetry",
     "apps.dashboards",
+    "apps.alerts",
 ]
 
 MIDDLEWARE = [
@@ -148,6 +149,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "purge-expired-events": {"task": "apps.telemetry.tasks.purge_expired_events", "schedule": timedelta(hours=1)},
     "mark-offline-devices": {"task": "apps.sites.tasks.mark_offline_devices", "schedule": timedelta(minutes=1)},
+    "evaluate-alert-rules": {"task": "apps.alerts.tasks.evaluate_alert_rules", "schedule": timedelta(minutes=1)},
 }
 
 # --- Auth, API ------------------------------------------------------------------------
@@ -191,7 +193,44 @@ AFFECTWATCH = {
     "ENROLLMENT_CODE_TTL": timedelta(hours=int(os.environ.get("AFFECTWATCH_ENROLLMENT_TTL_HOURS", "24"))),
     "HEARTBEAT_INTERVAL_S": 30,
     "OFFLINE_AFTER": timedelta(minutes=3),
+    # Alerts: links in notifications start with PUBLIC_URL (e.g. https://affectwatch.example.com).
+    "PUBLIC_URL": os.environ.get("AFFECTWATCH_PUBLIC_URL", ""),
+    # Webhooks may call private/loopback addresses only outside production (SSRF), unless allowed.
+    "WEBHOOK_ALLOW_PRIVATE": env_bool("AFFECTWATCH_WEBHOOK_ALLOW_PRIVATE", not PRODUCTION),
+    "WEBHOOK_TIMEOUT_S": float(os.environ.get("AFFECTWATCH_WEBHOOK_TIMEOUT_S", "10")),
+    "WEBHOOK_RETRY_BASE_S": float(os.environ.get("AFFECTWATCH_WEBHOOK_RETRY_BASE_S", "30")),
+    "NOTIFY_MAX_RETRIES": int(os.environ.get("AFFECTWATCH_NOTIFY_MAX_RETRIES", "6")),
 }
+
+# --- E-mail (alert notifications) -----------------------------------------------------
+# EMAIL_URL (smtp://, smtp+tls:// for STARTTLS, smtps:// for TLS; user:password@host:port)
+# or EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS/SSL.
+# Neither set: mails are printed by the console backend. EMAIL_BACKEND overrides.
+_SMTP = "django.core.mail.backends.smtp.EmailBackend"
+if os.environ.get("EMAIL_URL"):
+    from urllib.parse import unquote, urlsplit
+
+    _mail = urlsplit(os.environ["EMAIL_URL"])
+    if _mail.scheme not in ("smtp", "smtp+tls", "smtps", "smtp+ssl"):
+        raise ImproperlyConfigured("EMAIL_URL must start with smtp://, smtp+tls:// or smtps://")
+    EMAIL_HOST = _mail.hostname or "localhost"
+    EMAIL_USE_TLS = _mail.scheme == "smtp+tls"
+    EMAIL_USE_SSL = _mail.scheme in ("smtps", "smtp+ssl")
+    EMAIL_PORT = _mail.port or (465 if EMAIL_USE_SSL else 587 if EMAIL_USE_TLS else 25)
+    EMAIL_HOST_USER, EMAIL_HOST_PASSWORD = unquote(_mail.username or ""), unquote(_mail.password or "")
+    _default_backend = _SMTP
+elif os.environ.get("EMAIL_HOST"):
+    EMAIL_HOST = os.environ["EMAIL_HOST"]
+    EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+    EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+    EMAIL_USE_TLS, EMAIL_USE_SSL = env_bool("EMAIL_USE_TLS"), env_bool("EMAIL_USE_SSL")
+    _default_backend = _SMTP
+else:
+    _default_backend = "django.core.mail.backends.console.EmailBackend"
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", _default_backend)
+EMAIL_TIMEOUT = 20
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Affectwatch <alerts@localhost>")
 # Ingest bodies are checked against INGEST_MAX_BYTES by the view (413); Django's own
 # limit must not trip first with a less helpful 400.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(AFFECTWATCH["INGEST_MAX_BYTES"] * 2, 2_621_440)

@@ -9,6 +9,7 @@ api_v1 = [
     path("", include("apps.sites.api_urls")),
     path("", include("apps.telemetry.api_urls")),
     path("", include("apps.accounts.api_urls")),
+    path("", include("apps.alerts.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]
@@ -22,4 +23,5 @@ urlpatterns = [
     path("", include("apps.dashboards.urls")),
     path("", include("apps.sites.urls")),
     path("", include("apps.accounts.urls")),
+    path("", include("apps.alerts.urls")),
 ]

@@ -39,6 +39,7 @@ class ApiScope(models.TextChoices):
     TELEMETRY_READ = "telemetry:read", "Read emotion trends and events"
     SITES_READ = "sites:read", "Read sites, zones, cameras and devices"
     DEVICES_WRITE = "devices:write", "Enroll, revoke and configure devices"
+    ALERTS_READ = "alerts:read", "Read alerts"
 
 
 class ApiToken(models.Model):
