@@ -114,10 +114,19 @@ class ModelStore:
                 raise ModelError(f"model {version} refused: {exc}; kept the current model") from None
             os.replace(tmp, final)
             clf.info = type(clf.info)(**{**clf.info.__dict__, "path": str(final)})
+            previous = self.installed()
             self._point_to(final, version, sha256)
+            self._prune(keep={final, Path(previous["path"]) if previous else final})
             return clf
         finally:
             tmp.unlink(missing_ok=True)
+
+    def _prune(self, keep: set[Path]) -> None:
+        """Installed models other than the current and the previous one go: a board's disk
+        is small, and one step back is all a rollback needs."""
+        for path in self.dir.glob("*.onnx"):
+            if path not in keep and not path.name.startswith(".download-"):
+                path.unlink(missing_ok=True)
 
     def _point_to(self, path: Path, version: str, sha256: str) -> None:
         tmp = self.pointer.with_suffix(".json.tmp")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from apps.sites.enrollment import create_enrollment_code
-from apps.sites.models import Device
+from apps.sites.models import Camera, Device
 from apps.telemetry.models import EmotionEvent, Label
 from tests.unit.test_edge_helpers import Peer, build_tiny_model, scene_video
 
@@ -38,7 +38,7 @@ def wait_for(cond, timeout, what, step=0.2):
 class AgentRun:
     """`python -m edge_agent run` in its own process, on a state directory that outlives it."""
 
-    def __init__(self, tmp_path: Path, video: Path, model: Path, heartbeat_s: float = 1.0, loop=False):
+    def __init__(self, tmp_path: Path, video: Path, model: Path, heartbeat_s: float = 1.0, loop=False, extra=""):
         self.state = tmp_path / "state"
         self.config = tmp_path / "agent.toml"
         self.log_path = tmp_path / "agent.log"
@@ -62,6 +62,7 @@ timeout_s = 3.0
 name = "cam0"
 source = "{video}"
 loop = {str(loop).lower()}
+{extra}
 """)
         self.proc = None
 
@@ -140,9 +141,9 @@ def model(tmp_path):
 
 @pytest.fixture
 def enrolled(platform_server, tenant, tmp_path, model):
-    def make(frames=90, n_faces=2, fps=30.0, loop=False, heartbeat_s=1.0):
+    def make(frames=90, n_faces=2, fps=30.0, loop=False, heartbeat_s=1.0, extra=""):
         video = scene_video(tmp_path / "scene.mp4", n_faces, frames, fps)
-        agent = AgentRun(tmp_path, video, model, heartbeat_s, loop)
+        agent = AgentRun(tmp_path, video, model, heartbeat_s, loop, extra)
         _, code = create_enrollment_code(tenant.site)
         res = agent.enroll(platform_server.url, code)
         assert res.returncode == 0, res.stderr
@@ -239,11 +240,18 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(enrolled, platform_server)
 def test_model_update_with_a_wrong_checksum_is_refused(enrolled, platform_server, tmp_path):
     new = build_tiny_model(tmp_path / "new.onnx", version="tiny@2", seed=5).read_bytes()
     peer = Peer(lambda m, p, h, b: (200, {}, new) if p == "/models/tiny@2.onnx" else (404, {}, {"detail": "no"}))
-    agent = enrolled(frames=60, loop=True, heartbeat_s=0.5)
+    broken = '[[cameras]]\nname = "dock"\nsource = "rtsp://127.0.0.1:9/unplugged"\n'
+    agent = enrolled(frames=60, loop=True, heartbeat_s=0.5, extra=broken)
     try:
         agent.start()
         device = Device.objects.get(id=agent.device_id)
         wait_for(lambda: Device.objects.get(id=device.id).model_version == "tiny@1", 30, "a first heartbeat")
+        # A camera that cannot be opened is reported; the other one keeps streaming.
+        cams = wait_for(lambda: {c.name: c for c in Camera.objects.filter(device=device)} if
+                        Camera.objects.filter(device=device, name="dock", status="error").exists() else None,
+                        30, "the broken camera in a heartbeat")
+        assert "cannot open" in cams["dock"].error and cams["cam0"].status == "ok"
+        wait_for(lambda: EmotionEvent.objects.filter(device=device, camera__name="cam0").exists(), 30, "events")
         Device.objects.filter(id=device.id).update(
             desired_model_version="tiny@2", desired_model_url=f"{peer.url}/models/tiny@2.onnx",
             desired_model_sha256=hashlib.sha256(b"another file").hexdigest())

@@ -82,3 +82,10 @@ def test_remote_overrides_apply_valid_keys_and_report_the_rest():
     assert changed == ["detect_every", "emit_interval_s"]
     assert any(line.startswith("min_face") for line in ignored) and any("colour" in line for line in ignored)
     assert cfg.detector.detect_every == 6  # the original is untouched
+
+
+def test_the_example_config_is_valid():
+    from pathlib import Path
+
+    cfg = config.load(Path(__file__).resolve().parents[2] / "platform" / "edge" / "agent.example.toml")
+    assert [c.source for c in cfg.cameras] == ["csi://0"]

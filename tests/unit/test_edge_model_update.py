@@ -133,3 +133,13 @@ def test_credentials_file_is_private(tmp_path):
     Credentials(server="http://127.0.0.1:1", device_id="d", token="t").save(path)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert Credentials.load(path).token == "t"
+
+
+def test_only_the_current_and_previous_models_are_kept(tmp_path, files):
+    store = ModelStore(tmp_path / "state", load_model)
+    for v in range(1, 5):
+        data = build_tiny_model(tmp_path / f"m{v}.onnx", version=f"tiny@{v}", seed=v).read_bytes()
+        files.files[f"/m/{v}"] = data
+        store.update(requests.Session(), f"{files.url}/m/{v}", f"tiny@{v}", sha(data))
+    assert sorted(p.name for p in store.dir.glob("*.onnx")) == ["tiny@3.onnx", "tiny@4.onnx"]
+    assert store.installed()["version"] == "tiny@4"
