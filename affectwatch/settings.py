@@ -66,6 +66,8 @@ INSTALLED_APPS = [
     "apps.sites",
     "apps.telemetry",
     "apps.dashboards",
+    "apps.datasets",
+    "apps.training",
     "apps.alerts",
 ]
 

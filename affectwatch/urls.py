@@ -9,6 +9,8 @@ api_v1 = [
     path("", include("apps.sites.api_urls")),
     path("", include("apps.telemetry.api_urls")),
     path("", include("apps.accounts.api_urls")),
+    path("", include("apps.datasets.api_urls")),
+    path("", include("apps.training.api_urls")),
     path("", include("apps.alerts.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
@@ -23,5 +25,6 @@ urlpatterns = [
     path("", include("apps.dashboards.urls")),
     path("", include("apps.sites.urls")),
     path("", include("apps.accounts.urls")),
+    path("research/", include("apps.training.urls")),
     path("", include("apps.alerts.urls")),
 ]

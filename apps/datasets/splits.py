@@ -1,0 +1,25 @@
+"""Train / test splits by subject, so no person is on both sides."""
+import numpy as np
+
+from workers.finetune import subject_splits
+
+
+def split_preview(dataset, mode="holdout", test_fraction=0.4, folds=5, seed=0) -> list[dict]:
+    rows = list(dataset.samples.values_list("subject__code", "label", "subject__is_worker"))
+    if not rows:
+        return []
+    codes = np.array([r[0] for r in rows])
+    labels = np.array([r[1] for r in rows])
+    workers = np.array([r[2] for r in rows])
+    out = []
+    for k, (tr, te) in enumerate(subject_splits(codes, labels, mode, test_fraction, folds, seed), start=1):
+        side = {}
+        for name, idx in (("train", tr), ("test", te)):
+            side[name] = {
+                "subjects": sorted({str(c) for c in codes[idx]}),
+                "samples": int(len(idx)),
+                "workers": int(len({c for c, w in zip(codes[idx], workers[idx]) if w})),
+                "labels": {lab: int((labels[idx] == lab).sum()) for lab in ("negative", "neutral", "positive")},
+            }
+        out.append({"fold": k, **side})
+    return out

@@ -1,0 +1,126 @@
+"""The model registry: the shipped model, versions made by fine-tune jobs, promotion,
+and which model files a device may download."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+from django.utils.text import slugify
+
+from apps.accounts.access import audit
+
+from .models import Deployment, ModelVersion
+
+SHIPPED_DIR = Path(settings.BASE_DIR) / "edge_agent" / "models"
+SHIPPED_ONNX = "liexnet-fer2013.onnx"
+
+
+def artifact_path(name: str) -> Path:
+    """The file behind a ModelVersion's onnx_file / weights_file / card_file."""
+    if name.startswith("shipped:"):
+        return SHIPPED_DIR / name.removeprefix("shipped:")
+    return Path(settings.MEDIA_ROOT) / name
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def onnx_metadata(path: Path) -> dict:
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in m.metadata_props}
+
+
+def shipped_version() -> ModelVersion | None:
+    """The registry row of edge_agent/models/liexnet-fer2013.onnx (made on first use, and
+    refreshed when the file changes); None when the file is not there."""
+    from edge_agent.classifier import ModelError, read_metadata
+
+    onnx_path = SHIPPED_DIR / SHIPPED_ONNX
+    if not onnx_path.is_file():
+        return None
+    digest = sha256_of(onnx_path)
+    existing = ModelVersion.objects.filter(organisation=None, onnx_file=f"shipped:{SHIPPED_ONNX}").first()
+    if existing and existing.sha256 == digest:
+        return existing
+    meta = onnx_metadata(onnx_path)
+    try:
+        labels, spec, arch, version = read_metadata(meta, onnx_path)
+    except ModelError:
+        return None
+    card_path = onnx_path.with_suffix(".json")
+    card = {}
+    if card_path.is_file():
+        try:
+            card = json.loads(card_path.read_text())
+        except ValueError:
+            card = {}
+    name, _, number = version.partition("@")
+    fields = dict(
+        version=version, name=name, number=int(number) if number.isdigit() else 1, arch=arch, labels=list(labels),
+        preprocess=spec.to_dict(), dataset_name=meta.get("affectwatch.dataset", "fer2013"),
+        metrics=card.get("metrics", {}) if isinstance(card, dict) else {},
+        hyperparameters=card.get("hyperparameters", card.get("train_config", {})) if isinstance(card, dict) else {},
+        onnx_file=f"shipped:{SHIPPED_ONNX}", card_file=f"shipped:{card_path.name}" if card_path.is_file() else "",
+        sha256=digest, size=onnx_path.stat().st_size, status=ModelVersion.Status.PROMOTED,
+    )
+    with transaction.atomic():
+        if existing:
+            for k, v in fields.items():
+                setattr(existing, k, v)
+            existing.save()
+            return existing
+        obj, _ = ModelVersion.objects.update_or_create(version=version, defaults={**fields, "organisation": None})
+        return obj
+
+
+def versions_for(org):
+    """What an organisation sees in the registry: its own versions and the shipped ones."""
+    shipped_version()
+    return ModelVersion.objects.filter(Q(organisation=org) | Q(organisation=None)).select_related("base", "dataset")
+
+
+def next_version_name(org, dataset) -> tuple[str, int]:
+    name = slugify(f"{org.slug}-{dataset.name}")[:80] or f"org{org.id}-dataset{dataset.id}"
+    top = ModelVersion.objects.filter(name=name).aggregate(n=Max("number"))["n"] or 0
+    return name, top + 1
+
+
+def promote(version: ModelVersion, user) -> ModelVersion:
+    """Mark `version` as the organisation's recommended model (one promoted per name)."""
+    with transaction.atomic():
+        ModelVersion.objects.filter(organisation=version.organisation, name=version.name,
+                                    status=ModelVersion.Status.PROMOTED).exclude(pk=version.pk).update(
+            status=ModelVersion.Status.CANDIDATE)
+        version.status = ModelVersion.Status.PROMOTED
+        version.promoted_at, version.promoted_by = timezone.now(), user
+        version.save(update_fields=["status", "promoted_at", "promoted_by"])
+        audit(user, "model.promote", version.version, organisation=version.organisation)
+    return version
+
+
+def downloadable_by(device, version: str) -> ModelVersion | None:
+    """The version a device may download: a shipped model, or one of its organisation's
+    versions that has been deployed to that organisation's sites."""
+    shipped_version()
+    mv = ModelVersion.objects.filter(version=version).first()
+    if mv is None:
+        return None
+    if mv.organisation_id is None:
+        return mv
+    if mv.organisation_id != device.organisation_id:
+        return None
+    if not Deployment.objects.filter(organisation_id=device.organisation_id, model_version=mv).exists():
+        return None
+    return mv

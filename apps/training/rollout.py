@@ -1,0 +1,126 @@
+"""Deploying a model version to a site's boards through their heartbeats.
+
+A deployment sets the desired model of one canary board. When the canary reports the
+new version in a heartbeat (it downloaded, verified, test-ran and swapped it), the rest
+of the site's boards get it too. A roll-back restores each board's previous desired
+model. Boards do the work; the server only changes what it asks for.
+"""
+from __future__ import annotations
+
+from django.db import transaction
+
+from apps.accounts.access import audit
+from apps.sites.models import Device
+
+from .models import Deployment, ModelVersion
+
+
+class RolloutError(ValueError):
+    pass
+
+
+def _active_devices(site):
+    return Device.objects.filter(site=site, revoked_at__isnull=True, token_hash__isnull=False)
+
+
+def _desire(device: Device, version: ModelVersion | None):
+    device.desired_model_version = version.version if version else ""
+    device.desired_model_url = version.download_url if version else ""
+    device.desired_model_sha256 = version.sha256 if version else ""
+    device.save(update_fields=["desired_model_version", "desired_model_url", "desired_model_sha256"])
+
+
+def pick_canary(devices):
+    """An online board, the most recently seen first: it will answer soonest."""
+    return sorted(devices, key=lambda d: (not d.online, -(d.last_seen_at.timestamp() if d.last_seen_at else 0),
+                                          d.name))[0]
+
+
+def deploy(version: ModelVersion, site, user, canary: Device | None = None) -> Deployment:
+    if version.organisation_id not in (None, site.organisation_id):
+        raise RolloutError("this model version belongs to another organisation")
+    with transaction.atomic():
+        devices = list(_active_devices(site).select_for_update())
+        if not devices:
+            raise RolloutError(f"site {site.name} has no enrolled boards")
+        if canary is None:
+            canary = pick_canary(devices)
+        elif canary.pk not in {d.pk for d in devices}:
+            raise RolloutError("the canary must be an enrolled board of this site")
+        else:
+            canary = next(d for d in devices if d.pk == canary.pk)
+        superseded = Deployment.objects.filter(site=site, status__in=Deployment.ACTIVE)
+        for old in superseded:
+            old.status = Deployment.Status.SUPERSEDED
+            old.note(f"superseded by a deployment of {version.version}")
+            old.save(update_fields=["status", "events", "updated_at"])
+        dep = Deployment(
+            organisation=site.organisation, site=site, model_version=version, canary=canary, created_by=user,
+            previous={str(d.pk): {"version": d.desired_model_version, "url": d.desired_model_url,
+                                  "sha256": d.desired_model_sha256, "running": d.model_version} for d in devices},
+        )
+        dep.note(f"canary {canary.name} asked to run {version.version}")
+        dep.save()
+        _desire(canary, version)
+        audit(user, "model.deploy", version.version, organisation=site.organisation, site=site.id,
+              canary=str(canary.pk), deployment=dep.pk)
+        if canary.model_version == version.version:  # already runs it
+            _advance(dep, canary)
+    return dep
+
+
+def _advance(dep: Deployment, device: Device):
+    version = dep.model_version
+    if dep.status == Deployment.Status.CANARY and device.pk == dep.canary_id and device.model_version == version.version:
+        rest = [d for d in _active_devices(dep.site) if d.pk != device.pk]
+        for d in rest:
+            if str(d.pk) not in dep.previous:
+                dep.previous[str(d.pk)] = {"version": d.desired_model_version, "url": d.desired_model_url,
+                                           "sha256": d.desired_model_sha256, "running": d.model_version}
+            _desire(d, version)
+        dep.status = Deployment.Status.ROLLING_OUT
+        dep.note(f"canary {device.name} runs {version.version}; rolling out to {len(rest)} more board(s)")
+    if dep.status == Deployment.Status.ROLLING_OUT:
+        lagging = _active_devices(dep.site).exclude(model_version=version.version)
+        if not lagging.exists():
+            dep.status = Deployment.Status.COMPLETE
+            dep.note(f"every board runs {version.version}")
+    if dep.status == Deployment.Status.CANARY and device.pk == dep.canary_id:
+        error = (device.health or {}).get("model_error", "")
+        if error and version.version in error and not any(e["event"].startswith("canary refused") for e in dep.events):
+            dep.note(f"canary refused the model: {error[:200]}")
+    dep.save()
+
+
+def on_heartbeat(device: Device):
+    """Called whenever a device's reported state is saved."""
+    for dep in Deployment.objects.filter(site_id=device.site_id, status__in=(Deployment.Status.CANARY,
+                                                                             Deployment.Status.ROLLING_OUT)):
+        _advance(dep, device)
+
+
+def rollback(dep: Deployment, user) -> Deployment:
+    """Every board of the site goes back to what it was asked to run before `dep`."""
+    from .registry import shipped_version
+
+    if dep.status in (Deployment.Status.ROLLED_BACK, Deployment.Status.SUPERSEDED):
+        raise RolloutError(f"this deployment is {dep.get_status_display().lower()} already")
+    with transaction.atomic():
+        for d in _active_devices(dep.site).select_for_update():
+            prev = dep.previous.get(str(d.pk)) or {}
+            if prev.get("version"):
+                d.desired_model_version, d.desired_model_url, d.desired_model_sha256 = (
+                    prev["version"], prev["url"], prev["sha256"])
+                d.save(update_fields=["desired_model_version", "desired_model_url", "desired_model_sha256"])
+                continue
+            # The board ran its own configured model: ask for that again if the registry
+            # knows it, else the shipped one.
+            known = ModelVersion.objects.filter(version=prev.get("running") or "").first()
+            if known and known.organisation_id not in (None, dep.organisation_id):
+                known = None
+            _desire(d, known or shipped_version())
+        dep.status = Deployment.Status.ROLLED_BACK
+        dep.note(f"rolled back by {user}")
+        dep.save()
+        audit(user, "model.rollback", dep.model_version.version, organisation=dep.organisation, deployment=dep.pk)
+    return dep

@@ -1,0 +1,292 @@
+"""The fine-tune job on a Celery worker (queue `training`, see CELERY_TASK_ROUTES).
+
+Crash safety: the task is acknowledged late and re-queued if its worker process dies
+(CELERY_TASK_ACKS_LATE, REJECT_ON_WORKER_LOST). A redelivered job that was running
+counts as a new attempt, up to MAX_ATTEMPTS, then fails with the reason. While it runs,
+a thread stamps `heartbeat_at`; if the whole worker vanishes, `jobs.reap_if_stale`
+fails the job on the next look at it (page, API, WebSocket, or the watchdog task).
+Torch is imported inside the task so the worker's parent process never holds it
+(forking after OpenMP starts is unsafe).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+
+from celery import shared_task
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from .jobs import MAX_ATTEMPTS
+from .models import FineTuneJob, ModelVersion
+
+log = logging.getLogger(__name__)
+HEARTBEAT_S = 3.0
+GRADCAM_IMAGES = 12
+MAX_HISTORY = 5000
+
+
+def job_group(job_id) -> str:
+    return f"training-job-{job_id}"
+
+
+def push(job_id, payload: dict):
+    """Best effort: with Redis the page hears it at once; without, it polls the row."""
+    try:
+        from asgiref.sync import async_to_sync
+        from channels.layers import get_channel_layer
+
+        layer = get_channel_layer()
+        if layer is not None:
+            async_to_sync(layer.group_send)(job_group(job_id), {"type": "job.update", "job": payload})
+    except Exception:  # noqa: BLE001
+        log.debug("channel layer push failed", exc_info=True)
+
+
+def _claim(job_id) -> FineTuneJob | None:
+    with transaction.atomic():
+        job = FineTuneJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.status in (FineTuneJob.Status.SUCCEEDED, FineTuneJob.Status.CANCELLED):
+            return None
+        lost = job.status == FineTuneJob.Status.RUNNING or (
+            job.status == FineTuneJob.Status.FAILED and job.error.startswith("the worker running this job"))
+        if job.status == FineTuneJob.Status.FAILED and not lost:
+            return None
+        if job.cancel_requested:
+            job.status, job.finished_at = FineTuneJob.Status.CANCELLED, timezone.now()
+            job.save()
+            return None
+        if lost and job.attempts >= MAX_ATTEMPTS:
+            job.status, job.finished_at = FineTuneJob.Status.FAILED, timezone.now()
+            job.error = (f"the worker running this job died {job.attempts} time(s) (killed, out of memory or "
+                         f"lost); not retried again. Last worker: {job.worker or 'unknown'}")
+            job.save()
+            return None
+        if lost:
+            job.log += f"{timezone.now():%H:%M:%S} attempt {job.attempts} lost with its worker; retrying\n"
+        job.attempts += 1
+        job.status, job.error = FineTuneJob.Status.RUNNING, ""
+        job.started_at = job.heartbeat_at = timezone.now()
+        job.finished_at = None
+        job.worker_pid = os.getpid()
+        job.worker = f"{socket.gethostname()}:{os.getpid()}"
+        job.progress, job.history = {}, []
+        job.save()
+        return job
+
+
+class _Heartbeat(threading.Thread):
+    """Stamps heartbeat_at and watches for a cancel request."""
+
+    def __init__(self, job_id):
+        super().__init__(daemon=True, name=f"job-{job_id}-heartbeat")
+        self.job_id = job_id
+        self.cancel = threading.Event()
+        self.done = threading.Event()
+
+    def run(self):
+        try:
+            while not self.done.wait(HEARTBEAT_S):
+                FineTuneJob.objects.filter(pk=self.job_id).update(heartbeat_at=timezone.now())
+                if FineTuneJob.objects.filter(pk=self.job_id, cancel_requested=True).exists():
+                    self.cancel.set()
+        except Exception:  # noqa: BLE001 - the main thread notices a dead database itself
+            log.exception("heartbeat thread for job %s stopped", self.job_id)
+        finally:
+            connection.close()
+
+
+def _update(job_id, **fields):
+    fields["heartbeat_at"] = timezone.now()
+    FineTuneJob.objects.filter(pk=job_id).update(**fields)
+
+
+@shared_task(name="apps.training.tasks.run_finetune", acks_late=True, reject_on_worker_lost=True)
+def run_finetune(job_id: int):
+    close_old_connections()
+    job = _claim(job_id)
+    if job is None:
+        return "skipped"
+    beat = _Heartbeat(job_id)
+    beat.start()
+    lines = [job.log] if job.log else []
+
+    def log_line(text):
+        lines.append(f"{timezone.now():%H:%M:%S} {text}\n")
+
+    try:
+        version = _run(job, beat, log_line)
+    except _Cancelled:
+        log_line("cancelled")
+        _update(job_id, status=FineTuneJob.Status.CANCELLED, finished_at=timezone.now(), log="".join(lines)[-20000:])
+        push(job_id, {"status": "cancelled"})
+        return "cancelled"
+    except Exception as exc:  # noqa: BLE001 - every failure ends the job with its reason
+        log.exception("fine-tune job %s failed", job_id)
+        log_line(traceback.format_exc(limit=6))
+        reason = f"{type(exc).__name__}: {exc}"[:2000]
+        _update(job_id, status=FineTuneJob.Status.FAILED, error=reason, finished_at=timezone.now(),
+                log="".join(lines)[-20000:])
+        push(job_id, {"status": "failed", "error": reason})
+        return "failed"
+    finally:
+        beat.done.set()
+        beat.join(timeout=10)
+    _update(job_id, log="".join(lines)[-20000:])
+    push(job_id, {"status": "succeeded", "model_version": version.version})
+    return version.version
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def _load_images(job, spec):
+    import numpy as np
+
+    from edge_agent.labels import VALENCE_CLASSES
+    from workers.data.decode import decode_image
+
+    images, labels, workers, subjects = [], [], [], []
+    for s in job.dataset.samples.select_related("subject").order_by("id"):
+        if not s.subject.has_consent:  # consent withdrawn since the import
+            continue
+        with s.image.open("rb") as f:
+            img = decode_image(f.read(), spec)
+        if img is None:
+            raise ValueError(f"sample {s.pk} ({s.original_name}) no longer decodes")
+        images.append(img)
+        labels.append(VALENCE_CLASSES.index(s.label))
+        workers.append(s.subject.is_worker)
+        subjects.append(s.subject.code)
+    if not images:
+        raise ValueError("the data set has no images with consent")
+    return np.stack(images), np.array(labels), np.array(workers, dtype=bool), np.array(subjects)
+
+
+def _run(job: FineTuneJob, beat: _Heartbeat, log_line) -> ModelVersion:
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+    from django.conf import settings
+
+    from edge_agent.classifier import load_model
+    from edge_agent.labels import VALENCE_CLASSES
+    from workers import finetune as ft
+    from workers.export import parity_check
+    from workers.gradcam import save_gallery
+
+    from .registry import artifact_path, next_version_name, sha256_of, shipped_version
+
+    threads = int(os.environ.get("AFFECTWATCH_TRAINING_THREADS", "0"))
+    if threads:
+        torch.set_num_threads(threads)
+    base_version = job.base or shipped_version()
+    if job.base and job.base.weights_file:
+        base = ft.load_base(artifact_path(job.base.weights_file))
+    else:
+        card = {"preprocess": base_version.preprocess, "labels": base_version.labels} if base_version else None
+        base = ft.load_base(card=card)
+    log_line(f"base model: {base_version.version if base_version else 'LiExNet'} (weights: {base.source})")
+    params = ft.FinetuneParams(**job.params)
+    images, labels, is_worker, subjects = _load_images(job, base.spec)
+    log_line(f"{len(images)} images of {len(set(subjects))} subjects ({int(is_worker.sum())} images of workers)")
+
+    history: list[dict] = []
+
+    def on_progress(p):
+        p = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in p.items()}
+        history.append(p)
+        _update(job.pk, progress=p, history=history[-MAX_HISTORY:])
+        push(job.pk, {"status": "running", "progress": p})
+
+    t0 = time.time()
+    try:
+        result = ft.finetune(images, labels, is_worker, subjects, base, params, on_progress=on_progress,
+                             should_stop=beat.cancel.is_set, log_fn=log_line)
+    except ft.Cancelled:
+        raise _Cancelled() from None
+    if beat.cancel.is_set():
+        raise _Cancelled()
+    train_seconds = time.time() - t0
+    log_line(f"trained in {train_seconds:.1f}s; best w = {result.best_w}")
+
+    org, dataset = job.organisation, job.dataset
+    name, number = next_version_name(org, dataset)
+    version = f"{name}@{number}"
+    rel = job.artifact_dir
+    out = Path(settings.MEDIA_ROOT) / rel
+    out.mkdir(parents=True, exist_ok=True)
+    onnx_path = ft.export(result.model, out / "model.onnx", base, version, dataset.name)
+    parity = parity_check(result.model, onnx_path, base.spec, images[:32])
+    clf = load_model(onnx_path)  # exactly what a board does before it swaps a model in
+    if list(clf.labels) != list(VALENCE_CLASSES):
+        raise ValueError(f"exported model has labels {clf.labels}")
+    weights_path = ft.save_weights(result.model, out / "weights.pt", base, params,
+                                   {"dataset": dataset.name, "version": version, "base": base.source})
+
+    # Grad-CAM on test images (the last fold's test side), a few of each class.
+    test_idx = _test_indices(result.splits[-1]["test_subjects"], subjects, labels, GRADCAM_IMAGES)
+    gallery = save_gallery(result.model, images[test_idx], labels[test_idx], VALENCE_CLASSES, base.spec,
+                           out / "gradcam", GRADCAM_IMAGES)
+    for item in gallery:
+        item["file"] = f"{rel}/gradcam/{item['file']}"
+
+    best = next(r for r in result.runs if r["w"] == result.best_w)
+    metrics = {k: best[k] for k in ("accuracy", "negative_recall", "auc", "macro_f1", "pearson_r", "accuracy_std")}
+    metrics.update({"w": result.best_w, "base": result.base, "onnx_parity": parity})
+    hyper = {**job.params, "chosen_w": result.best_w}
+    digest = sha256_of(onnx_path)
+    card_path = ft.write_card(
+        out / "card.json", version=version, arch=base.arch, labels=list(VALENCE_CLASSES),
+        preprocess=base.spec.to_dict(), base_model=base_version.version if base_version else None,
+        base_weights=base.source, dataset={"id": dataset.pk, "name": dataset.name, "images": int(len(images)),
+                                           "subjects": int(len(set(subjects))),
+                                           "worker_images": int(is_worker.sum())},
+        hyperparameters=hyper, metrics=metrics, sweep=[{k: r[k] for k in ("w", "accuracy", "negative_recall", "auc",
+                                                                           "macro_f1", "pearson_r")}
+                                                      for r in result.runs],
+        splits=result.splits, training_seconds=round(train_seconds, 1), job=job.pk, sha256=digest,
+        created_at=timezone.now().isoformat(),
+        intended_use="3-class valence (negative / neutral / positive) of face crops for aggregate, "
+                     "privacy-preserving stress monitoring; not for judging individuals.",
+    )
+    media = Path(settings.MEDIA_ROOT)
+    with transaction.atomic():
+        mv = ModelVersion.objects.create(
+            organisation=org, version=version, name=name, number=number, arch=base.arch,
+            labels=list(VALENCE_CLASSES), preprocess=base.spec.to_dict(), base=base_version, dataset=dataset,
+            dataset_name=dataset.name, hyperparameters=hyper, metrics=metrics,
+            onnx_file=str(onnx_path.relative_to(media)), weights_file=str(weights_path.relative_to(media)),
+            card_file=str(card_path.relative_to(media)), sha256=digest, size=onnx_path.stat().st_size,
+            created_by=job.created_by,
+        )
+        _update(job.pk, status=FineTuneJob.Status.SUCCEEDED, finished_at=timezone.now(), model_version=mv,
+                results={**result.summary(), "training_seconds": round(train_seconds, 1)}, gradcam=gallery)
+    log_line(f"registered {version} ({onnx_path.stat().st_size} bytes, sha256 {digest[:12]}…)")
+    return mv
+
+
+def _test_indices(test_subjects, subjects, labels, limit):
+    import numpy as np
+
+    idx = np.flatnonzero(np.isin(subjects, test_subjects))
+    picked, per_class = [], max(1, limit // 3)
+    for c in range(3):
+        picked += list(idx[labels[idx] == c][:per_class])
+    rest = [i for i in idx if i not in set(picked)]
+    return np.array((picked + rest)[:limit], dtype=np.int64)
+
+
+@shared_task(name="apps.training.watchdog.fail_stale_jobs")
+def fail_stale_jobs():
+    """Fails running jobs whose worker went silent. Named outside `apps.training.tasks`
+    so it runs on the default queue even when every training worker is gone."""
+    from .jobs import reap_stale_jobs
+
+    return reap_stale_jobs()

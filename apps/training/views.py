@@ -1,0 +1,164 @@
+"""Research pages: the overview, fine-tune jobs and their results, the model registry
+and deployments. Thin views over the same services the API uses."""
+import json
+import mimetypes
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, redirect, render
+
+from apps.accounts.access import organisation_of, visible_sites
+from apps.datasets.access import datasets_of
+from apps.datasets.views import research_required
+from apps.sites.models import Device
+
+from . import jobs, registry, rollout
+from .models import Deployment, FineTuneJob
+
+
+def _jobs(user):
+    return FineTuneJob.objects.filter(organisation=organisation_of(user)).select_related(
+        "dataset", "model_version", "base")
+
+
+@research_required
+def home(request):
+    org = organisation_of(request.user)
+    jobs.reap_stale_jobs(_jobs(request.user))
+    return render(request, "training/home.html", {
+        "datasets": datasets_of(request.user),
+        "jobs": _jobs(request.user)[:20],
+        "versions": registry.versions_for(org)[:30],
+        "deployments": Deployment.objects.filter(organisation=org, site__in=visible_sites(request.user))
+        .select_related("site", "model_version", "canary")[:20],
+    })
+
+
+@research_required
+def start_job(request, dataset_id):
+    dataset = get_object_or_404(datasets_of(request.user), pk=dataset_id)
+    if request.method != "POST":
+        return redirect("research:dataset", dataset.pk)
+    data = {k: v for k, v in request.POST.items() if v != "" and k not in ("csrfmiddlewaretoken", "base", "sweep")}
+    sweep = request.POST.get("sweep", "").strip()
+    if sweep:
+        data.pop("w", None)
+        data["worker_weights"] = [s.strip() for s in sweep.replace(";", ",").split(",") if s.strip()]
+    data["augment"] = request.POST.get("augment") == "on"
+    params = jobs.FineTuneParamsSerializer(data=data)
+    if not params.is_valid():
+        for field, errs in params.errors.items():
+            messages.error(request, f"{field}: {' '.join(str(e) for e in (errs if isinstance(errs, list) else [errs]))}")
+        return redirect("research:dataset", dataset.pk)
+    values = dict(params.validated_data)
+    errors = jobs.check_dataset(dataset, values)
+    if errors:
+        for field, err in errors.items():
+            messages.error(request, f"{field}: {err}")
+        return redirect("research:dataset", dataset.pk)
+    base = None
+    if request.POST.get("base"):
+        base = registry.versions_for(dataset.organisation).filter(pk=request.POST["base"]).first()
+    job = jobs.start(dataset, values, request.user, base)
+    return redirect("research:job", job.pk)
+
+
+@research_required
+def job_detail(request, job_id):
+    job = jobs.reap_if_stale(get_object_or_404(_jobs(request.user), pk=job_id))
+    results = job.results or {}
+    runs = results.get("runs", [])
+    best = next((r for r in runs if r["w"] == results.get("best_w")), None)
+    return render(request, "training/job.html", {
+        "job": job, "runs": runs, "best": best, "base": results.get("base"), "splits": results.get("splits", []),
+        "figures": json.dumps({"roc": best["roc"] if best else {}, "confusion": best["confusion_matrix"] if best else [],
+                               "history": job.history, "labels": ["negative", "neutral", "positive"]}),
+    })
+
+
+@research_required
+def cancel_job(request, job_id):
+    job = get_object_or_404(_jobs(request.user), pk=job_id)
+    if request.method == "POST":
+        jobs.cancel(job, request.user)
+        messages.info(request, "Cancel requested; the worker stops after the current batch.")
+    return redirect("research:job", job.pk)
+
+
+@research_required
+def version_detail(request, version_id):
+    org = organisation_of(request.user)
+    mv = get_object_or_404(registry.versions_for(org), pk=version_id)
+    sites = visible_sites(request.user).prefetch_related("devices")
+    deployments = Deployment.objects.filter(model_version=mv, organisation=org,
+                                            site__in=visible_sites(request.user)).select_related("site", "canary")
+    card = None
+    if mv.card_file and registry.artifact_path(mv.card_file).is_file():
+        try:
+            card = json.loads(registry.artifact_path(mv.card_file).read_text())
+        except ValueError:
+            card = None
+    return render(request, "training/version.html", {
+        "mv": mv, "sites": sites, "deployments": deployments, "job": mv.jobs.first(),
+        "devices": {d.pk: d for d in Device.objects.filter(site__in=sites)},
+        "card": json.dumps(card, indent=1) if card else None,
+    })
+
+
+@research_required
+def promote_version(request, version_id):
+    mv = get_object_or_404(registry.versions_for(organisation_of(request.user)), pk=version_id)
+    if request.method == "POST" and not mv.shipped:
+        registry.promote(mv, request.user)
+        messages.success(request, f"{mv.version} is now the promoted version of {mv.name}.")
+    return redirect("research:version", mv.pk)
+
+
+@research_required
+def deploy_version(request, version_id):
+    mv = get_object_or_404(registry.versions_for(organisation_of(request.user)), pk=version_id)
+    if request.method == "POST":
+        site = visible_sites(request.user).filter(pk=request.POST.get("site") or 0).first()
+        canary = None
+        if request.POST.get("canary"):
+            canary = Device.objects.filter(pk=request.POST["canary"], site=site).first() if site else None
+        if site is None:
+            messages.error(request, "Choose a site.")
+        elif request.POST.get("canary") and canary is None:
+            messages.error(request, "The canary board must be at the chosen site.")
+        else:
+            try:
+                dep = rollout.deploy(mv, site, request.user, canary)
+                messages.success(request, f"Deploying {mv.version} to {site.name}: canary {dep.canary.name} first.")
+            except rollout.RolloutError as exc:
+                messages.error(request, str(exc))
+    return redirect("research:version", mv.pk)
+
+
+@research_required
+def rollback_deployment(request, deployment_id):
+    org = organisation_of(request.user)
+    dep = get_object_or_404(Deployment.objects.filter(organisation=org, site__in=visible_sites(request.user)),
+                            pk=deployment_id)
+    if request.method == "POST":
+        try:
+            rollout.rollback(dep, request.user)
+            messages.success(request, f"Rolled back {dep.model_version.version} at {dep.site.name}.")
+        except rollout.RolloutError as exc:
+            messages.error(request, str(exc))
+    return redirect("research:version", dep.model_version_id)
+
+
+@research_required
+def artifact(request, path):
+    """Files a job wrote (Grad-CAM pictures), for the job's organisation only."""
+    org = organisation_of(request.user)
+    prefix = f"training/{org.pk}/"
+    if not path.startswith(prefix) or ".." in Path(path).parts:
+        raise Http404()
+    full = Path(settings.MEDIA_ROOT) / path
+    if not full.is_file():
+        raise Http404()
+    return FileResponse(open(full, "rb"), content_type=mimetypes.guess_type(full.name)[0] or "application/octet-stream")

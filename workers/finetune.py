@@ -1,0 +1,383 @@
+"""Worker-weighted fine-tuning of a trained LiExNet on a consented 3-class data set
+(EMOTION-ITCH style), as the LiExNet paper does it.
+
+The loss is the weighted cross-entropy of the paper,
+
+    L = −(1/N) Σᵢ wᵢ Σ_d y_{i,d} log p_{i,d},   wᵢ = w for working subjects, 1 otherwise,
+
+which is `workers.training.losses.weighted_cross_entropy` fed with `sample_weights`.
+Training is `workers.training.loop.fit`, scoring `workers.evaluation.evaluate_logits`,
+export `workers.export.export_onnx`: this module only splits by subject, swaps the
+head, loops over the requested w values and folds, and keeps what a registry needs.
+
+Nothing here knows about Django or Celery; `apps.training.tasks` feeds it arrays and
+callbacks.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from edge_agent.labels import DEFAULT_VALENCE_MAP, VALENCE_CLASSES
+from edge_agent.preprocess import PreprocessSpec
+
+from .evaluation import evaluate_logits, softmax
+from .predict import predict_logits
+from .training.augment import AugmentConfig
+from .training.loop import TrainConfig, fit
+
+log = logging.getLogger(__name__)
+
+EDGE_MODELS = Path(__file__).resolve().parent.parent / "edge_agent" / "models"
+DEFAULT_MODEL_ONNX = EDGE_MODELS / "liexnet-fer2013.onnx"
+# Where the torch weights of the shipped model may be, best first. The ONNX file cannot
+# be trained, so fine-tuning starts from these; without any, LiExNet is built fresh.
+DEFAULT_WEIGHTS_CANDIDATES = (
+    EDGE_MODELS / "liexnet-fer2013.pt",
+    EDGE_MODELS / "liexnet-fer2013.best.pt",
+    Path(__file__).resolve().parent.parent / "runs" / "liexnet-fer2013" / "best.pt",
+)
+
+
+class FinetuneError(RuntimeError):
+    pass
+
+
+class Cancelled(Exception):
+    pass
+
+
+@dataclass
+class FinetuneParams:
+    epochs: int = 30
+    lr: float = 1e-3
+    batch_size: int = 32
+    worker_weights: list[float] = field(default_factory=lambda: [2.0])  # one value, or a sweep
+    seed: int = 0
+    split: str = "holdout"  # holdout (the paper's 60 / 40 by subject) | kfold
+    test_fraction: float = 0.4
+    folds: int = 5
+    select: str = "accuracy"  # which metric picks the w of a sweep: accuracy | negative_recall | auc
+    augment: bool = True
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(
+            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
+            weight_decay=1e-4, augment=AugmentConfig() if self.augment else AugmentConfig.off(),
+        )
+
+
+# --- the loss's weights ---------------------------------------------------------------
+
+def sample_weights(is_worker, w: float) -> np.ndarray:
+    """wᵢ = w for a working subject's image, 1 for everyone else's."""
+    is_worker = np.asarray(is_worker, dtype=bool)
+    return np.where(is_worker, np.float32(w), np.float32(1.0)).astype(np.float32)
+
+
+# --- splits by subject ----------------------------------------------------------------
+
+def subject_splits(subjects, labels, mode: str = "holdout", test_fraction: float = 0.4, folds: int = 5,
+                   seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train index, test index) pairs in which no subject is on both sides.
+
+    holdout: one split with `test_fraction` of the subjects on the test side;
+    kfold: every subject is tested exactly once (label-stratified where it can be)."""
+    from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
+
+    subjects = np.asarray(subjects).astype(str)
+    labels = np.asarray(labels)
+    n_subjects = len(np.unique(subjects))
+    if mode == "holdout":
+        if n_subjects < 2:
+            raise FinetuneError("a subject-wise split needs at least 2 subjects")
+        gss = GroupShuffleSplit(n_splits=1, test_size=test_fraction, random_state=seed)
+        return [tuple(map(np.asarray, next(gss.split(subjects, labels, groups=subjects))))]
+    if mode == "kfold":
+        if n_subjects < folds:
+            raise FinetuneError(f"{folds}-fold cross-validation needs at least {folds} subjects, the data set has {n_subjects}")
+        sgkf = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        return [(np.asarray(tr), np.asarray(te)) for tr, te in sgkf.split(subjects, labels, groups=subjects)]
+    raise FinetuneError(f"unknown split {mode!r}; choose holdout or kfold")
+
+
+# --- the base model -------------------------------------------------------------------
+
+@dataclass
+class BaseModel:
+    """A trained network to start from, with what is needed to rebuild and describe it."""
+
+    arch: str
+    model_config: dict
+    state_dict: dict | None
+    classes: tuple[str, ...]
+    spec: PreprocessSpec
+    source: str  # where the weights came from, for the lineage
+
+    def build(self) -> nn.Module:
+        from .models import create_model
+
+        model = create_model(self.arch, **self.model_config)
+        if self.state_dict is not None:
+            model.load_state_dict(self.state_dict)
+        return model
+
+
+def load_base(weights: str | Path | None = None, card: dict | None = None) -> BaseModel:
+    """The model a fine-tune starts from: a checkpoint written by `fit` (best.pt / last.pt
+    or a registry's weights.pt), else the shipped model's weights, else a fresh LiExNet
+    from the registry (the lineage then says so)."""
+    candidates = [Path(weights)] if weights else list(DEFAULT_WEIGHTS_CANDIDATES)
+    for path in candidates:
+        if path.is_file():
+            ck = torch.load(path, map_location="cpu", weights_only=False)
+            meta = ck.get("meta") or {}
+            if "arch" not in meta:
+                continue
+            return BaseModel(
+                arch=meta["arch"], model_config=dict(meta.get("model_config", {})), state_dict=ck["model"],
+                classes=tuple(meta.get("classes", ())), spec=PreprocessSpec.from_dict(meta.get("preprocess", {})),
+                source=str(path),
+            )
+        if weights:
+            raise FinetuneError(f"base weights {path} not found")
+    card = card or {}
+    spec = PreprocessSpec.from_dict(card["preprocess"]) if "preprocess" in card else PreprocessSpec()
+    classes = tuple(card.get("labels") or card.get("classes") or ())
+    if not classes:
+        from edge_agent.labels import FER2013_CLASSES
+
+        classes = FER2013_CLASSES
+    config = dict(num_classes=len(classes), in_channels=spec.channels, input_size=list(spec.size))
+    return BaseModel("liexnet", config, None, classes, spec, "registry:liexnet (no trained weights found)")
+
+
+def replace_head(model: nn.Module, num_classes: int, seed: int = 0) -> nn.Module:
+    """Swap the last linear layer for a fresh one with `num_classes` outputs."""
+    parent, name, last = None, None, None
+    for mod_name, module in model.named_modules():
+        for child_name, child in module.named_children():
+            if isinstance(child, nn.Linear):
+                parent, name, last = module, child_name, child
+    if last is None:
+        raise FinetuneError("the base model has no linear layer to replace")
+    g = torch.Generator().manual_seed(seed)
+    head = nn.Linear(last.in_features, num_classes)
+    with torch.no_grad():
+        bound = 1.0 / max(last.in_features, 1) ** 0.5
+        head.weight.uniform_(-bound, bound, generator=g)
+        head.bias.uniform_(-bound, bound, generator=g)
+    setattr(parent, name, head)
+    return model
+
+
+def valence_logits(logits: np.ndarray, classes) -> np.ndarray:
+    """Log of the valence probabilities of a (7-class) model, so it can be scored on
+    a 3-class data set; a 3-class model's logits pass through."""
+    classes = list(classes)
+    if classes == list(VALENCE_CLASSES):
+        return logits
+    group = np.zeros((len(classes), 3))
+    for i, c in enumerate(classes):
+        group[i, VALENCE_CLASSES.index(DEFAULT_VALENCE_MAP[c])] = 1
+    return np.log(np.clip(softmax(logits) @ group, 1e-12, 1.0))
+
+
+# --- scoring --------------------------------------------------------------------------
+
+def score(y_true: np.ndarray, logits: np.ndarray, roc_points: int = 60) -> dict:
+    """evaluate_logits plus what the results page draws: ROC curves per class and the
+    negative-class recall."""
+    from sklearn.metrics import roc_curve
+
+    res = evaluate_logits(y_true, logits, VALENCE_CLASSES)
+    res["negative_recall"] = res["per_class"]["negative"]["recall"]
+    prob = softmax(np.asarray(logits, dtype=np.float64))
+    curves = {}
+    for c, name in enumerate(VALENCE_CLASSES):
+        pos = y_true == c
+        if 0 < pos.sum() < len(pos):
+            fpr, tpr, _ = roc_curve(pos, prob[:, c])
+            if len(fpr) > roc_points:  # keep the page light; the corners stay
+                keep = np.unique(np.linspace(0, len(fpr) - 1, roc_points).round().astype(int))
+                fpr, tpr = fpr[keep], tpr[keep]
+            curves[name] = {"fpr": [round(float(v), 4) for v in fpr], "tpr": [round(float(v), 4) for v in tpr]}
+    res["roc"] = curves
+    return res
+
+
+def _fold_row(fold: int, res: dict, n_train: int, base: dict | None) -> dict:
+    return {
+        "fold": fold, "n_train": n_train, "n_test": res["n"], "accuracy": res["accuracy"],
+        "negative_recall": res["negative_recall"], "auc": res["auc_ovr_macro"], "macro_f1": res["macro_f1"],
+        "pearson_r": res["pearson_r"], "wilcoxon_p": res["wilcoxon_p"],
+        "base_accuracy": base["accuracy"] if base else None,
+        "base_negative_recall": base["negative_recall"] if base else None,
+    }
+
+
+def _mean(rows, key):
+    vals = [r[key] for r in rows if r.get(key) is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+# --- the job --------------------------------------------------------------------------
+
+@dataclass
+class FinetuneResult:
+    runs: list[dict]  # one per w: mean metrics, per-fold rows, pooled scoring of the test sides
+    best_w: float
+    model: nn.Module  # trained with best_w; on all data when the split was k-fold
+    base: dict  # the base model on the same test sides
+    splits: list[dict]  # subjects per side, per fold
+    seconds: float
+
+    def summary(self) -> dict:
+        return {"best_w": self.best_w, "runs": self.runs, "base": self.base, "splits": self.splits,
+                "seconds": round(self.seconds, 2)}
+
+
+SELECT_KEYS = {"accuracy": "accuracy", "negative_recall": "negative_recall", "auc": "auc"}
+
+
+def finetune(
+    images: np.ndarray,
+    labels: np.ndarray,
+    is_worker: np.ndarray,
+    subjects: np.ndarray,
+    base: BaseModel,
+    params: FinetuneParams,
+    *,
+    on_progress: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    log_fn=log.info,
+) -> FinetuneResult:
+    """Fine-tune `base` for every w of `params.worker_weights` and every fold.
+
+    images: uint8 NHWC (`to_model_pixels` output for base.spec); labels: indices into
+    VALENCE_CLASSES. The test side of a split is only scored, never used to pick an
+    epoch: the last epoch's weights are what is measured and registered.
+    """
+    t0 = time.time()
+    labels = np.asarray(labels, dtype=np.int64)
+    subjects = np.asarray(subjects).astype(str)
+    is_worker = np.asarray(is_worker, dtype=bool)
+    if len(labels) < 4:
+        raise FinetuneError("need at least 4 images")
+    splits = subject_splits(subjects, labels, params.split, params.test_fraction, params.folds, params.seed)
+    spec = base.spec
+    cfg = params.train_config()
+    weights = [float(w) for w in params.worker_weights]
+    final_retrain = params.split == "kfold"
+    total_runs = len(weights) * len(splits) + (1 if final_retrain else 0)
+    run_no = 0
+    stop = should_stop or (lambda: False)
+
+    # The base model on each test side, grouped to valence: the bar to clear.
+    base_model = base.build().eval()
+    base_rows = []
+    for tr, te in splits:
+        bl = valence_logits(predict_logits(base_model, images[te], spec), base.classes)
+        base_rows.append(score(labels[te], bl))
+    base_summary = {
+        "accuracy": _mean(base_rows, "accuracy"), "negative_recall": _mean(base_rows, "negative_recall"),
+        "auc": _mean([{"auc": r["auc_ovr_macro"]} for r in base_rows], "auc"), "source": base.source,
+    }
+
+    def train_one(tr, w, fold_label, te=None):
+        nonlocal run_no
+        run_no += 1
+        torch.manual_seed(params.seed)
+        model = replace_head(base.build(), len(VALENCE_CLASSES), params.seed)
+
+        def on_epoch(m):
+            if on_progress:
+                on_progress({
+                    "run": run_no, "runs": total_runs, "w": w, "fold": fold_label, "epoch": m.epoch,
+                    "epochs": cfg.epochs, "loss": m.train_loss, "train_accuracy": m.train_accuracy,
+                    "test_loss": m.val_loss, "test_accuracy": m.val_accuracy, "seconds": m.seconds,
+                })
+
+        res = fit(
+            model, images[tr], labels[tr], images[te] if te is not None else None, labels[te] if te is not None else None,
+            spec=spec, config=cfg, num_classes=len(VALENCE_CLASSES), sample_weight=sample_weights(is_worker[tr], w),
+            on_epoch=on_epoch, should_stop=stop, progress=False, log=log_fn,
+        )
+        if res.cancelled or stop():
+            raise Cancelled()
+        return model, res
+
+    runs, models = [], {}
+    for w in weights:
+        rows, pooled_true, pooled_logits = [], [], []
+        for k, (tr, te) in enumerate(splits, start=1):
+            model, _ = train_one(tr, w, k, te)
+            logits = predict_logits(model, images[te], spec)
+            res = score(labels[te], logits)
+            rows.append(_fold_row(k, res, len(tr), base_rows[k - 1]))
+            pooled_true.append(labels[te])
+            pooled_logits.append(logits)
+            if not final_retrain:
+                models[w] = model
+        pooled = score(np.concatenate(pooled_true), np.concatenate(pooled_logits))
+        runs.append({
+            "w": w, "folds": rows,
+            "accuracy": _mean(rows, "accuracy"), "negative_recall": _mean(rows, "negative_recall"),
+            "auc": _mean(rows, "auc"), "macro_f1": _mean(rows, "macro_f1"), "pearson_r": _mean(rows, "pearson_r"),
+            "accuracy_std": float(np.std([r["accuracy"] for r in rows], ddof=1)) if len(rows) > 1 else 0.0,
+            "confusion_matrix": pooled["confusion_matrix"], "roc": pooled["roc"], "auc_per_class": pooled["auc_ovr"],
+            "per_class": pooled["per_class"],
+        })
+        log_fn(f"w={w}: accuracy {runs[-1]['accuracy']:.4f}, negative recall {runs[-1]['negative_recall']:.4f}")
+
+    key = SELECT_KEYS[params.select]
+    best = max(runs, key=lambda r: (r[key] if r[key] is not None else -1, -abs(r["w"] - 1)))
+    best_w = best["w"]
+    if final_retrain:
+        model, _ = train_one(np.arange(len(labels)), best_w, "all")
+    else:
+        model = models[best_w]
+    split_info = [
+        {"fold": k, "train_subjects": sorted({str(x) for x in subjects[tr]}),
+         "test_subjects": sorted({str(x) for x in subjects[te]}),
+         "n_train": int(len(tr)), "n_test": int(len(te))}
+        for k, (tr, te) in enumerate(splits, start=1)
+    ]
+    return FinetuneResult(runs, best_w, model.eval(), base_summary, split_info, time.time() - t0)
+
+
+def save_weights(model: nn.Module, path, base: BaseModel, params: FinetuneParams, meta: dict) -> Path:
+    """A checkpoint `load_base` (and `workers.training.loop.load_checkpoint`) can read:
+    the registry's weights artifact, and the start of the next fine-tune."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = {**base.model_config, "num_classes": len(VALENCE_CLASSES)}
+    torch.save({
+        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "epoch": params.epochs, "config": asdict(params.train_config()),
+        "meta": {"arch": base.arch, "model_config": config, "classes": list(VALENCE_CLASSES),
+                 "preprocess": base.spec.to_dict(), **meta},
+        "history": [], "best_metric": None, "best_epoch": params.epochs,
+    }, path)
+    return path
+
+
+def export(model: nn.Module, path, base: BaseModel, version: str, dataset: str) -> Path:
+    from .export import export_onnx
+
+    return export_onnx(copy.deepcopy(model).cpu(), path, base.spec, VALENCE_CLASSES, base.arch, version, dataset)
+
+
+def write_card(path, **card) -> Path:
+    path = Path(path)
+    path.write_text(json.dumps(card, indent=1, default=str))
+    return path
