@@ -17,6 +17,22 @@ HAAR_FILE = "haarcascade_frontalface_default.xml"
 HAAR_WINDOW = 24  # the cascade's smallest face, in detection pixels
 
 
+def find_cascade() -> str:
+    """The frontal-face cascade: pip's OpenCV ships it in cv2.data; JetPack's apt OpenCV
+    (the one with GStreamer, needed for CSI cameras) puts it under /usr/share."""
+    candidates = []
+    data = getattr(getattr(cv2, "data", None), "haarcascades", None)
+    if data:
+        candidates.append(Path(data) / HAAR_FILE)
+    for prefix in ("/usr/share/opencv4", "/usr/local/share/opencv4", "/usr/share/opencv", "/usr/local/share/opencv"):
+        candidates.append(Path(prefix) / "haarcascades" / HAAR_FILE)
+    for path in candidates:
+        if path.is_file():
+            return str(path)
+    raise OSError(f"{HAAR_FILE} not found (looked in {', '.join(str(p.parent) for p in candidates)}); "
+                  "install OpenCV's data files or configure detector.model for YuNet")
+
+
 class FaceDetector:
     name = "base"
 
@@ -49,7 +65,7 @@ class HaarDetector(FaceDetector):
 
     def __init__(self, min_face=48, detect_width=320, scale_factor=1.1, min_neighbors=5, cascade: str | None = None):
         super().__init__(min_face, detect_width)
-        path = cascade or str(Path(cv2.data.haarcascades) / HAAR_FILE)
+        path = cascade or find_cascade()
         self.cascade = cv2.CascadeClassifier(path)
         if self.cascade.empty():
             raise OSError(f"cannot load the Haar cascade {path}")

@@ -69,7 +69,7 @@ def open_capture(cam: CameraSection) -> cv2.VideoCapture:
     kind, arg = resolve_source(cam)
     if kind == "file" and not Path(arg).exists():
         raise OSError(f"cannot open {arg}: no such file")
-    if kind == "gstreamer" and "GStreamer:                   YES" not in cv2.getBuildInformation():
+    if kind == "gstreamer" and not re.search(r"GStreamer:\s+YES", cv2.getBuildInformation()):
         raise OSError("cannot open a GStreamer pipeline: this OpenCV build has no GStreamer support "
                       "(on a Jetson use the system python3-opencv from JetPack)")
     cap = cv2.VideoCapture(arg, _BACKENDS[kind])
