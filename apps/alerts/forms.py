@@ -13,14 +13,17 @@ class AlertRuleForm(forms.ModelForm):
         required=False, widget=forms.Textarea(attrs={"rows": 2}),
         help_text="E-mailed when an alert opens. Separate addresses with commas or new lines.",
     )
+    webhook_url = forms.URLField(
+        required=False, max_length=500, assume_scheme="https", label="Webhook URL",
+        help_text="Optional: receives a signed JSON POST when an alert opens, is acknowledged or resolved.",
+    )
 
     class Meta:
         model = AlertRule
         fields = ["name", "threshold_pct", "window_minutes", "min_detections", "enabled", "emails", "webhook_url",
                   "cooldown_minutes"]
         labels = {"threshold_pct": "Negative share above (%)", "window_minutes": "Window (minutes)",
-                  "min_detections": "At least this many detections", "cooldown_minutes": "Cooldown (minutes)",
-                  "webhook_url": "Webhook URL"}
+                  "min_detections": "At least this many detections", "cooldown_minutes": "Cooldown (minutes)"}
 
     def __init__(self, *args, site, **kwargs):
         self.site = site

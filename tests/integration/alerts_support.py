@@ -40,15 +40,15 @@ class WebhookReceiver:
     def __init__(self):
         self.requests = []
         self.statuses = []
-        self.delay_s = 0.0
+        self.delays = []  # seconds to stall before answering, per request
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                if receiver.delay_s:
-                    time.sleep(receiver.delay_s)
+                if receiver.delays:
+                    time.sleep(receiver.delays.pop(0))
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
