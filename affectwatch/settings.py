@@ -113,20 +113,28 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         "timeout": 30,
     }
     # A file, not :memory:, so test servers started as subprocesses see the test data.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-affectwatch.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"{os.environ.get('AFFECTWATCH_TEST_DB', 'test-affectwatch')}.sqlite3")}
+elif os.environ.get("AFFECTWATCH_TEST_DB"):
+    # One test database per run, so several runs on one machine never collide.
+    DATABASES["default"]["TEST"] = {"NAME": os.environ["AFFECTWATCH_TEST_DB"]}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: broker, channel layer, cache ----------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Keeps several deployments (or test runs) apart on one Redis: broker, channels, cache.
+REDIS_KEY_PREFIX = os.environ.get("AFFECTWATCH_REDIS_PREFIX", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": os.environ.get("CHANNELS_PREFIX", "affectwatch")},
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_KEY_PREFIX}affectwatch"},
         }
     }
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "KEY_PREFIX": REDIS_KEY_PREFIX}}
     CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
+    if REDIS_KEY_PREFIX:
+        CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {

@@ -152,6 +152,8 @@ class Agent:
             self.apply_config(answer["config"])
         if answer.get("model"):
             self.update_model(answer["model"])
+        elif self.models.error:
+            self.models.error = None  # the server no longer asks for the model that failed
         return True
 
     def _hb_failed(self, message: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,7 +214,7 @@ class Classifier:
         self.group = np.zeros((len(self.labels), len(VALENCE_CLASSES)), dtype=np.float32)
         for i, label in enumerate(self.labels):
             self.group[i, VALENCE_CLASSES.index(mapping[label])] = 1.0
-        self._clahe = None
+        self._local = threading.local()  # CLAHE objects are stateful: one per camera thread
 
     @property
     def version(self) -> str:
@@ -222,13 +223,14 @@ class Classifier:
     def pixels(self, crop: np.ndarray, clahe: float = 0.0) -> np.ndarray:
         px = to_model_pixels(crop, self.spec)
         if clahe:
-            if self._clahe is None:
-                self._clahe = cv2.createCLAHE(clipLimit=clahe, tileGridSize=(4, 4))
+            eq = getattr(self._local, "clahe", None)
+            if eq is None or eq.getClipLimit() != clahe:
+                eq = self._local.clahe = cv2.createCLAHE(clipLimit=clahe, tileGridSize=(4, 4))
             if px.shape[2] == 1:
-                px = self._clahe.apply(px[:, :, 0])[:, :, None]
+                px = eq.apply(px[:, :, 0])[:, :, None]
             else:
                 lab = cv2.cvtColor(px, cv2.COLOR_RGB2LAB)
-                lab[:, :, 0] = self._clahe.apply(lab[:, :, 0])
+                lab[:, :, 0] = eq.apply(lab[:, :, 0])
                 px = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
         return px
 

@@ -25,11 +25,15 @@ def main(argv):
         env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/affectwatch"
     if "REDIS_URL" not in env and reachable(REDIS):
         env["REDIS_URL"] = "redis://127.0.0.1:6379/15"  # a database of its own, away from `make run`
-        env.setdefault("CHANNELS_PREFIX", "affectwatch-test")
     if in_ci and not (env.get("DATABASE_URL", "").startswith("postgres") and env.get("REDIS_URL")):
         print("CI needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379; start them first", file=sys.stderr)
         return 2
-    env.setdefault("AFFECTWATCH_BROKER_FILE", "test-celery-broker.sqlite3")
+    # Several runs at once on one machine (developers, CI) get their own database, Redis
+    # keys and broker file.
+    run = f"test{os.getpid()}"
+    env.setdefault("AFFECTWATCH_TEST_DB", f"test_affectwatch_{os.getpid()}")
+    env.setdefault("AFFECTWATCH_REDIS_PREFIX", f"{run}:")
+    env.setdefault("AFFECTWATCH_BROKER_FILE", f"{run}-celery-broker.sqlite3")
     print(f"database: {env.get('DATABASE_URL', 'embedded SQLite')}; broker/channels: {env.get('REDIS_URL', 'embedded')}",
           flush=True)
     return pytest.main(argv)

@@ -1,18 +1,17 @@
 """Validating and storing a batch of label events, with its rollups, in one transaction."""
 import math
 import uuid
-from collections import defaultdict
 from datetime import datetime, timezone as dt_timezone
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from apps.sites.models import Camera, Device
 
-from .models import LABEL_BY_NAME, EmotionEvent, IngestBatch, MinuteRollup, RollupTrack, SiteMinuteRollup, ZoneMinuteRollup
+from .models import LABEL_BY_NAME, IngestBatch
+from .rollups import store_events, update_rollups
 
 
 class BatchError(ValueError):
@@ -101,16 +100,8 @@ def ingest(device: Device, body) -> tuple[dict, list]:
     try:
         with transaction.atomic():
             batch = IngestBatch.objects.create(device=device, batch_id=batch_id, accepted=len(clean), rejected=rejected)
-            EmotionEvent.objects.bulk_create(
-                [
-                    EmotionEvent(device=device, site_id=device.site_id, zone_id=device.zone_id,
-                                 batch=batch, camera=e["camera"], ts=e["ts"], track=e["track"], label=e["label"],
-                                 confidence=e["confidence"])
-                    for e in clean
-                ],
-                batch_size=1000,
-            )
-            minutes = _update_rollups(device, clean)
+            store_events(device, batch, clean)
+            minutes = update_rollups(device, clean)
     except IntegrityError:
         # The same batch raced in on another connection and won: answer as a retry.
         existing = IngestBatch.objects.get(device=device, batch_id=batch_id)
@@ -120,34 +111,3 @@ def ingest(device: Device, body) -> tuple[dict, list]:
 
 def _answer(batch, duplicate):
     return {"batch_id": str(batch.batch_id), "accepted": batch.accepted, "rejected": batch.rejected, "duplicate": duplicate}
-
-
-def _update_rollups(device, events) -> list:
-    """Adds the events to the device's minute rollups and to its zone's and site's."""
-    counts = defaultdict(lambda: [0, 0, 0])
-    tracks = defaultdict(set)
-    for e in events:
-        minute = e["ts"].replace(second=0, microsecond=0)
-        counts[minute][e["label"]] += 1
-        tracks[minute].add((e["camera"].id, e["track"]))
-    for minute, (neg, neu, pos) in counts.items():
-        increments = {"negative": F("negative") + neg, "neutral": F("neutral") + neu, "positive": F("positive") + pos}
-        # Locking the device's row orders this device's batches; other devices go on in
-        # parallel, and site and zone rows only ever get atomic increments.
-        rollup, _ = MinuteRollup.objects.select_for_update().get_or_create(
-            device=device, minute=minute, defaults={"site_id": device.site_id, "zone_id": device.zone_id}
-        )
-        RollupTrack.objects.bulk_create(
-            [RollupTrack(rollup=rollup, camera_id=cam, track=track) for cam, track in tracks[minute]],
-            ignore_conflicts=True,
-        )
-        distinct = RollupTrack.objects.filter(rollup=rollup).count()
-        new_tracks = distinct - rollup.tracks  # tracks are distinct per device, so levels add up
-        MinuteRollup.objects.filter(pk=rollup.pk).update(**increments, tracks=distinct)
-        scopes = [(SiteMinuteRollup, {"site_id": device.site_id}, {})]
-        if device.zone_id:
-            scopes.append((ZoneMinuteRollup, {"zone_id": device.zone_id}, {"site_id": device.site_id}))
-        for model, key, defaults in scopes:
-            row, _ = model.objects.get_or_create(minute=minute, **key, defaults=defaults)
-            model.objects.filter(pk=row.pk).update(**increments, tracks=F("tracks") + new_tracks)
-    return sorted(counts)

@@ -88,12 +88,16 @@ class SiteMinuteRollup(RollupCounts):
 
 
 class RollupTrack(models.Model):
-    """The distinct (camera, track) pairs behind a MinuteRollup, for k-anonymity.
-    Purged with the raw events; the rollup keeps the count."""
+    """The distinct (camera, track) pairs a device saw in a minute, for the rollups'
+    k-anonymity counts. Purged with the raw events; the rollups keep the counts."""
 
-    rollup = models.ForeignKey(MinuteRollup, on_delete=models.CASCADE, related_name="track_rows")
+    device = models.ForeignKey(Device, on_delete=models.CASCADE)
+    minute = models.DateTimeField()
     camera = models.ForeignKey(Camera, on_delete=models.CASCADE)
     track = models.CharField(max_length=64)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["rollup", "camera", "track"], name="unique_track_per_rollup")]
+        constraints = [
+            models.UniqueConstraint(fields=["device", "minute", "camera", "track"], name="unique_track_per_device_minute")
+        ]
+        indexes = [models.Index(fields=["minute"])]

@@ -10,6 +10,6 @@ def purge_expired_events():
     """Raw events older than the retention go; minute rollups stay."""
     cutoff = timezone.now() - timezone.timedelta(days=settings.AFFECTWATCH["EVENT_RETENTION_DAYS"])
     events, _ = EmotionEvent.objects.filter(ts__lt=cutoff).delete()
-    RollupTrack.objects.filter(rollup__minute__lt=cutoff).delete()
+    RollupTrack.objects.filter(minute__lt=cutoff).delete()
     IngestBatch.objects.filter(received_at__lt=cutoff, events__isnull=True).delete()
     return events

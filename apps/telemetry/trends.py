@@ -8,7 +8,8 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Max, Sum
+from django.db import connection
+from django.db.models import BigIntegerField, Func, Max, Sum
 from django.db.models.functions import ExtractHour, ExtractIsoWeekDay, Trunc
 
 from .models import MinuteRollup, SiteMinuteRollup, ZoneMinuteRollup
@@ -16,6 +17,19 @@ from .models import MinuteRollup, SiteMinuteRollup, ZoneMinuteRollup
 BUCKETS = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
 LABELS = ("negative", "neutral", "positive")
 COLUMNS = ("t", *LABELS, "tracks", "suppressed")
+
+
+class EpochSeconds(Func):
+    """A timestamp as Unix seconds, computed by the database: 40k rows of integers load
+    an order of magnitude faster than 40k timestamps."""
+
+    output_field = BigIntegerField()
+
+    def as_postgresql(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template="CAST(EXTRACT(EPOCH FROM %(expressions)s) AS BIGINT)", **extra)
+
+    def as_sqlite(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template="CAST(strftime('%%s', %(expressions)s) AS INTEGER)", **extra)
 
 
 def k_anonymity():
@@ -39,39 +53,37 @@ def rollups_for(site, zone=None, device=None):
     return SiteMinuteRollup.objects.filter(site=site)
 
 
-def empty_series():
-    return {c: [] for c in COLUMNS}
-
-
-def _append(series, t, neg, neu, pos, tracks, k):
-    suppressed = tracks < k
-    series["t"].append(t.isoformat())
-    for name, value in zip(LABELS, (neg, neu, pos)):
-        series[name].append(None if suppressed else value)
-    series["tracks"].append(None if suppressed else tracks)
-    series["suppressed"].append(suppressed)
+def columns(rows, k):
+    """(t, negative, neutral, positive, tracks) rows → the columnar series, suppressing
+    buckets with fewer than k distinct tracks."""
+    t, neg, neu, pos, tracks = (list(c) for c in zip(*rows)) if rows else ([], [], [], [], [])
+    hidden = [tk < k for tk in tracks]
+    keep = lambda col: [None if h else v for v, h in zip(col, hidden)]  # noqa: E731
+    return {"t": t, "negative": keep(neg), "neutral": keep(neu), "positive": keep(pos), "tracks": keep(tracks),
+            "suppressed": hidden}
 
 
 def trend(site, since, until, bucket="minute", zone=None, device=None):
-    """Columns t, negative, neutral, positive, tracks, suppressed; oldest first."""
+    """Columns t (Unix seconds, bucket start), negative, neutral, positive, tracks and
+    suppressed; oldest first."""
     if bucket not in BUCKETS:
         raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}")
-    k = k_anonymity()
     rows = rollups_for(site, zone, device).filter(minute__gte=since, minute__lt=until)
     if bucket == "minute":
-        rows = rows.order_by("minute").values_list("minute", *LABELS, "tracks")
+        rows = rows.order_by("minute").values_list(EpochSeconds("minute"), *LABELS, "tracks")
     else:
         rows = (
             rows.annotate(b=Trunc("minute", bucket, tzinfo=ZoneInfo(site.timezone)))
             .values("b")
             .annotate(n=Sum("negative"), u=Sum("neutral"), p=Sum("positive"), tk=Max("tracks"))
             .order_by("b")
-            .values_list("b", "n", "u", "p", "tk")
+            .values_list(EpochSeconds("b"), "n", "u", "p", "tk")
         )
-    series = empty_series()
-    for row in rows:
-        _append(series, *row, k)
-    return series
+    # Straight from the cursor: Django's per-row converters would cost more than the query.
+    sql, params = rows.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return columns(cursor.fetchall(), k_anonymity())
 
 
 def share(negative, neutral, positive):

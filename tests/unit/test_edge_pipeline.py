@@ -160,3 +160,22 @@ def test_a_file_played_losslessly_yields_every_frame(tmp_path):
         seq = frame.seq
         seqs.append(seq)
     assert seqs == list(range(1, 41)) and reader.frames_dropped == 0 and reader.status == "ended"
+
+
+def test_detector_choice_and_a_missing_yunet_model(tmp_path):
+    from edge_agent.config import DetectorSection
+    from edge_agent.detectors import HaarDetector, make_detector
+
+    assert isinstance(make_detector(DetectorSection()), HaarDetector)
+    with pytest.raises(OSError, match="YuNet model .* not found"):
+        make_detector(DetectorSection(model=str(tmp_path / "yunet.onnx")))
+    assert isinstance(make_detector(DetectorSection(kind="haar", model=str(tmp_path / "yunet.onnx"))), HaarDetector)
+
+
+def test_haar_finds_the_scene_faces_at_their_places():
+    from edge_agent.detectors import HaarDetector
+
+    scene = Scene(fer_faces(4), seed=0)
+    dets = HaarDetector().detect(scene.frame(0))
+    overlap = iou(np.array(scene.boxes(0), np.float32), dets[:, :4])
+    assert (overlap.max(axis=1) > 0.5).all()

@@ -1,0 +1,285 @@
+"""Backend benchmarks against PostgreSQL (`make bench`).
+
+ingest — several simulated agents post batches concurrently to a real uvicorn server
+         (2 worker processes); sustained events/s and p50/p99 batch latency. Baseline in
+         the same run: the same events written straight into PostgreSQL with COPY (the
+         storage floor, no HTTP, validation or rollups).
+trends — a site with N raw events over 30 days (default 10 million) and its rollups;
+         p50/p95 latency of the site trend API for 30 days at minute resolution. Baseline
+         in the same run: the same series computed from the raw events.
+
+Results: bench-results/backend.json and backend.md.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import psycopg
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "bench-results"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+DB = "affectwatch_bench"
+DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB}"
+
+
+def machine():
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()} (this project's dev/CI machine)"
+
+
+def fresh_database():
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB}")
+    env = dict(os.environ, DATABASE_URL=DB_URL, AFFECTWATCH_INGEST_RATE_PER_MINUTE="100000000",
+               AFFECTWATCH_INGEST_MAX_EVENTS="5000")
+    env.pop("REDIS_URL", None) if os.environ.get("BENCH_NO_REDIS") else None
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    subprocess.run([sys.executable, "manage.py", "createcachetable"], cwd=ROOT, env=env, check=True)
+    return env
+
+
+def setup_django(env):
+    os.environ.update({k: env[k] for k in ("DATABASE_URL", "AFFECTWATCH_INGEST_RATE_PER_MINUTE")})
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "affectwatch.settings")
+    import django
+
+    django.setup()
+
+
+def make_site(n_devices, zones=4):
+    from apps.accounts.models import Organisation
+    from apps.sites.enrollment import create_device_with_token
+    from apps.sites.models import Camera, Site, Zone
+
+    org = Organisation.objects.create(name="Bench", slug=f"bench-{uuid.uuid4().hex[:6]}")
+    site = Site.objects.create(organisation=org, name="Bench plant", slug="bench")
+    zs = [Zone.objects.create(site=site, name=f"Zone {i}") for i in range(zones)]
+    devices = []
+    for i in range(n_devices):
+        device, token = create_device_with_token(site, f"bench-{i}", zone=zs[i % zones])
+        Camera.objects.create(device=device, name="cam0")
+        Camera.objects.create(device=device, name="cam1")
+        devices.append((device, token))
+    return site, devices
+
+
+def batch_events(n, t0):
+    labels = ("negative", "neutral", "neutral", "neutral", "positive")
+    return [{"ts": (t0 + timedelta(milliseconds=10 * i)).isoformat(), "camera": f"cam{i % 2}",
+             "track": str(i % 7), "label": labels[i % 5], "confidence": 0.5 + (i % 50) / 100} for i in range(n)]
+
+
+def bench_ingest(env, agents, batch_size, seconds):
+    site, devices = make_site(agents)
+    port = 18765
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "affectwatch.asgi:application", "--port", str(port), "--workers", "2",
+         "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env)
+    url = f"http://127.0.0.1:{port}/api/v1/ingest/"
+    try:
+        for _ in range(100):
+            try:
+                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        latencies, accepted, errors = [], [0], [0]
+        lock = threading.Lock()
+        stop_at = time.monotonic() + seconds
+
+        def agent(token):
+            s = requests.Session()
+            s.headers["Authorization"] = f"Device {token}"
+            while time.monotonic() < stop_at:
+                body = json.dumps({"batch_id": str(uuid.uuid4()),
+                                   "events": batch_events(batch_size, datetime.now(timezone.utc) - timedelta(seconds=30))})
+                t = time.perf_counter()
+                r = s.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=60)
+                dt = time.perf_counter() - t
+                with lock:
+                    if r.status_code == 200:
+                        latencies.append(dt)
+                        accepted[0] += r.json()["accepted"]
+                    else:
+                        errors[0] += 1
+
+        threads = [threading.Thread(target=agent, args=(tok,)) for _, tok in devices]
+        t0 = time.perf_counter()
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        elapsed = time.perf_counter() - t0
+    finally:
+        server.terminate()
+        server.wait(20)
+    latencies.sort()
+    q = statistics.quantiles(latencies, n=100) if len(latencies) > 2 else [float("nan")] * 99
+    result = {"agents": agents, "batch_size": batch_size, "seconds": round(elapsed, 1), "batches": len(latencies),
+              "errors": errors[0], "events_per_s": round(accepted[0] / elapsed),
+              "batch_latency_ms": {"p50": round(1000 * statistics.median(latencies), 1), "p99": round(1000 * q[98], 1)}}
+    # Baseline: COPY the same number of events straight into the events table.
+    result["baseline_copy_events_per_s"] = copy_baseline(site, devices, accepted[0] or 10000)
+    result["ratio_to_copy"] = round(result["events_per_s"] / result["baseline_copy_events_per_s"], 3)
+    return result
+
+
+def copy_baseline(site, devices, n):
+    from apps.sites.models import Camera
+    from apps.telemetry.models import IngestBatch
+
+    device = devices[0][0]
+    cam = Camera.objects.filter(device=device).first()
+    batch = IngestBatch.objects.create(device=device, batch_id=uuid.uuid4())
+    now = datetime.now(timezone.utc)
+    with psycopg.connect(DB_URL.replace("postgres://", "postgresql://")) as conn:
+        t = time.perf_counter()
+        with conn.cursor().copy(
+            "COPY telemetry_emotionevent (device_id, site_id, zone_id, camera_id, ts, track, label, confidence, batch_id) FROM STDIN"
+        ) as copy:
+            for i in range(n):
+                copy.write_row((device.id, site.id, device.zone_id, cam.id, now, str(i % 7), i % 3, 0.5, batch.id))
+        conn.commit()
+        return round(n / (time.perf_counter() - t))
+
+
+def populate_history(site, devices, n_events, days=30):
+    """n_events raw events spread over `days`, then the rollups built from them in SQL."""
+    from django.db import connection
+
+    dev_ids = [str(d.id) for d, _ in devices]
+    span = days * 86400
+    with connection.cursor() as c:
+        c.execute("SELECT id FROM sites_camera WHERE device_id = %s::uuid ORDER BY id LIMIT 1", [dev_ids[0]])
+        from apps.telemetry.models import IngestBatch
+
+        batch = IngestBatch.objects.create(device=devices[0][0], batch_id=uuid.uuid4())
+        t = time.perf_counter()
+        c.execute(
+            """
+            INSERT INTO telemetry_emotionevent (device_id, site_id, zone_id, camera_id, ts, track, label, confidence, batch_id)
+            SELECT d.id, d.site_id, d.zone_id, cam.id,
+                   now() - make_interval(secs => (g * %(span)s::float8 / %(n)s)),
+                   (g %% 11)::text, (g * 7 %% 10 / 4)::smallint %% 3, 0.8, %(batch)s
+            FROM generate_series(1, %(n)s) AS g
+            JOIN sites_device d ON d.id = (%(devs)s::uuid[])[1 + g %% %(nd)s]
+            JOIN LATERAL (SELECT id FROM sites_camera WHERE device_id = d.id ORDER BY id LIMIT 1) cam ON true
+            """,
+            {"span": span, "n": n_events, "batch": batch.id, "devs": dev_ids, "nd": len(dev_ids)},
+        )
+        insert_s = time.perf_counter() - t
+        for table, keys, extra in (
+            ("telemetry_minuterollup", "device_id, site_id, zone_id", ""),
+            ("telemetry_zoneminuterollup", "zone_id, site_id", ""),
+            ("telemetry_siteminuterollup", "site_id", ""),
+        ):
+            c.execute(f"""
+                INSERT INTO {table} ({keys}, minute, negative, neutral, positive, tracks)
+                SELECT {keys}, date_trunc('minute', ts), count(*) FILTER (WHERE label = 0),
+                       count(*) FILTER (WHERE label = 1), count(*) FILTER (WHERE label = 2),
+                       count(DISTINCT (device_id, camera_id, track))
+                FROM telemetry_emotionevent WHERE site_id = %s GROUP BY {keys}, date_trunc('minute', ts)
+            """, [site.id])
+        c.execute("ANALYZE")
+    return round(insert_s, 1)
+
+
+def timed(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    times.sort()
+    q = statistics.quantiles(times, n=20)
+    return {"p50_ms": round(1000 * statistics.median(times), 1), "p95_ms": round(1000 * q[18], 1)}
+
+
+def bench_trends(n_events, repeat):
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+
+    from apps.accounts.models import Membership, Role
+
+    site, devices = make_site(8)
+    insert_s = populate_history(site, devices, n_events)
+    user = get_user_model().objects.create_user(f"bench-{uuid.uuid4().hex[:6]}")
+    Membership.objects.create(user=user, organisation=site.organisation, role=Role.SAFETY_OFFICER, all_sites=True)
+    client = Client()
+    client.force_login(user)
+    url = f"/api/v1/sites/{site.id}/trend/?hours=720&bucket=minute"
+    first = client.get(url, HTTP_HOST="127.0.0.1")
+    assert first.status_code == 200, first.content[:300]
+    points = len(first.json()["series"]["t"])
+    api = timed(lambda: client.get(url, HTTP_HOST="127.0.0.1").content, repeat)
+
+    def raw():
+        with connection.cursor() as c:
+            c.execute("""SELECT date_trunc('minute', ts) m, count(*) FILTER (WHERE label=0), count(*) FILTER (WHERE label=1),
+                         count(*) FILTER (WHERE label=2), count(DISTINCT (device_id, camera_id, track))
+                         FROM telemetry_emotionevent WHERE site_id=%s AND ts >= now() - interval '30 days'
+                         GROUP BY m ORDER BY m""", [site.id])
+            c.fetchall()
+
+    baseline = timed(raw, max(3, repeat // 10))
+    return {"raw_events": n_events, "populate_s": insert_s, "points": points, "api": api,
+            "baseline_raw_scan": baseline, "speedup_p50": round(baseline["p50_ms"] / api["p50_ms"], 1)}
+
+
+def write(results):
+    OUT.mkdir(exist_ok=True)
+    (OUT / "backend.json").write_text(json.dumps(results, indent=2))
+    lines = [f"# Backend benchmarks\n", f"Machine: {results['machine']}. Date: {results['date']}. PostgreSQL 15, uvicorn 2 workers.\n"]
+    if "ingest" in results:
+        i = results["ingest"]
+        lines += [
+            "## Ingest\n",
+            f"{i['agents']} concurrent agents, {i['batch_size']} events per batch, {i['seconds']} s: "
+            f"**{i['events_per_s']:,} events/s**, batch latency p50 {i['batch_latency_ms']['p50']} ms, "
+            f"p99 {i['batch_latency_ms']['p99']} ms, {i['errors']} errors.",
+            f"Baseline (COPY straight into PostgreSQL, same run): {i['baseline_copy_events_per_s']:,} events/s; "
+            f"the API reaches {i['ratio_to_copy']:.0%} of it.\n",
+        ]
+    if "trends" in results:
+        t = results["trends"]
+        lines += [
+            "## Site trend, 30 days at minute resolution\n",
+            f"{t['raw_events']:,} raw events; {t['points']:,} points returned. API p50 {t['api']['p50_ms']} ms, "
+            f"**p95 {t['api']['p95_ms']} ms**. Baseline from raw events (same run): p50 {t['baseline_raw_scan']['p50_ms']} ms "
+            f"— rollups are {t['speedup_p50']}× faster.\n",
+        ]
+    (OUT / "backend.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--agents", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--seconds", type=float, default=20)
+    p.add_argument("--events", type=int, default=10_000_000, help="raw events for the trends benchmark")
+    p.add_argument("--repeat", type=int, default=50)
+    p.add_argument("--only", choices=["ingest", "trends"])
+    args = p.parse_args(argv)
+    env = fresh_database()
+    setup_django(env)
+    results = {"machine": machine(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if args.only in (None, "ingest"):
+        results["ingest"] = bench_ingest(env, args.agents, args.batch_size, args.seconds)
+    if args.only in (None, "trends"):
+        results["trends"] = bench_trends(args.events, args.repeat)
+    write(results)
+
+
+if __name__ == "__main__":
+    main()

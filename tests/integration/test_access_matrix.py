@@ -1,0 +1,149 @@
+"""Every endpoint and page of accounts, sites, telemetry and dashboards: another
+tenant's user gets 404 (or sees nothing), a wrong role gets 403, the right role gets in."""
+import pytest
+from django.test import Client
+from rest_framework.test import APIClient
+
+from apps.accounts.models import ApiToken, Role
+from apps.accounts.secrets import new_secret
+
+pytestmark = pytest.mark.django_db
+
+# (method, path template, allowed role, a wrong role) — {site}, {device}, {token} are ours.
+API = [
+    ("get", "/api/v1/sites/{site}/", Role.SAFETY_OFFICER, None),
+    ("post", "/api/v1/sites/{site}/enrollment-codes/", Role.FIELD_TECH, Role.SAFETY_OFFICER),
+    ("get", "/api/v1/devices/{device}/", Role.FIELD_TECH, None),
+    ("patch", "/api/v1/devices/{device}/", Role.FIELD_TECH, Role.SAFETY_OFFICER),
+    ("post", "/api/v1/devices/{device}/revoke/", Role.FIELD_TECH, Role.SAFETY_OFFICER),
+    ("post", "/api/v1/devices/{device}/rotate-token/", Role.FIELD_TECH, Role.RESEARCHER),
+    ("get", "/api/v1/sites/{site}/trend/", Role.SAFETY_OFFICER, Role.FIELD_TECH),
+    ("get", "/api/v1/sites/{site}/zones/", Role.SAFETY_OFFICER, Role.FIELD_TECH),
+    ("get", "/api/v1/sites/{site}/heatmap/", Role.RESEARCHER, Role.FIELD_TECH),
+    ("post", "/api/v1/api-tokens/{token}/revoke/", Role.ADMIN, Role.SAFETY_OFFICER),
+]
+API_LISTS = [
+    ("/api/v1/sites/", Role.SAFETY_OFFICER, None),
+    ("/api/v1/zones/", Role.FIELD_TECH, None),
+    ("/api/v1/devices/", Role.FIELD_TECH, None),
+    ("/api/v1/enrollment-codes/", Role.FIELD_TECH, Role.SAFETY_OFFICER),
+    ("/api/v1/rollups/", Role.SAFETY_OFFICER, Role.FIELD_TECH),
+    ("/api/v1/api-tokens/", Role.ADMIN, Role.SAFETY_OFFICER),
+    ("/api/v1/audit-events/", Role.ADMIN, Role.RESEARCHER),
+]
+PAGES = [
+    ("get", "/sites/{site}/", Role.SAFETY_OFFICER, Role.FIELD_TECH),
+    ("post", "/devices/{device}/revoke/", Role.FIELD_TECH, Role.SAFETY_OFFICER),
+]
+PAGES_UNSCOPED = [
+    ("get", "/devices/", Role.FIELD_TECH, Role.SAFETY_OFFICER),
+    ("get", "/settings/tokens/", Role.ADMIN, Role.SAFETY_OFFICER),
+    ("get", "/settings/audit/", Role.ADMIN, Role.FIELD_TECH),
+    ("get", "/", Role.SAFETY_OFFICER, None),
+]
+
+
+@pytest.fixture
+def world(tenant, make_org, make_site, make_user, make_device):
+    """Our tenant's objects, and users of every role in ours and in a rival tenant."""
+    secret, key_hash = new_secret("aw")
+    token = ApiToken.objects.create(organisation=tenant.org, name="bi", prefix=secret[:10], key_hash=key_hash,
+                                    scopes=["telemetry:read"])
+    ours = {role: make_user(tenant.org, role, username=f"ours-{role}", sites=[tenant.site], password=None) for role in Role.values
+            if role != Role.API_CONSUMER}
+    rival = make_org("rival")
+    rival_site = make_site(rival, "rival-plant")
+    theirs = {role: make_user(rival, role, username=f"theirs-{role}", all_sites=True, password=None) for role in Role.values
+              if role != Role.API_CONSUMER}
+    ids = {"site": tenant.site.id, "device": tenant.device.id, "token": token.id}
+    return tenant, ours, theirs, ids, rival_site
+
+
+def api_as(user):
+    c = APIClient()
+    c.force_authenticate(user)
+    return c
+
+
+def page_as(user):
+    c = Client()
+    c.force_login(user)
+    return c
+
+
+@pytest.mark.parametrize("method, path, allowed, wrong", API)
+def test_api_object_endpoints(world, method, path, allowed, wrong):
+    tenant, ours, theirs, ids, _ = world
+    url = path.format(**ids)
+    other = getattr(api_as(theirs[allowed]), method)(url, {}, format="json")
+    assert other.status_code == 404, (url, other.status_code)
+    if wrong:
+        res = getattr(api_as(ours[wrong]), method)(url, {}, format="json")
+        assert res.status_code == 403, (url, res.status_code)
+    ok = getattr(api_as(ours[allowed]), method)(url, {}, format="json")
+    assert ok.status_code in (200, 201), (url, ok.status_code, ok.content[:300])
+
+
+@pytest.mark.parametrize("path, allowed, wrong", API_LISTS)
+def test_api_lists_never_show_another_tenant(world, path, allowed, wrong):
+    tenant, ours, theirs, ids, _ = world
+    from apps.accounts.access import audit
+    from apps.sites.enrollment import create_enrollment_code
+
+    create_enrollment_code(tenant.site, ours[Role.FIELD_TECH])  # also writes an audit event
+    audit(ours[Role.ADMIN], "test.event", target="x")
+    mine = api_as(ours[allowed]).get(path)
+    assert mine.status_code == 200
+    assert mine.json()["count"] >= 0
+    other = api_as(theirs[allowed]).get(path)
+    assert other.status_code == 200
+    our_ids = {str(r["id"]) for r in mine.json()["results"]}
+    their_ids = {str(r["id"]) for r in other.json()["results"]}
+    assert not our_ids & their_ids
+    if wrong:
+        assert api_as(ours[wrong]).get(path).status_code == 403
+
+
+@pytest.mark.parametrize("method, path, allowed, wrong", PAGES)
+def test_pages_with_objects(world, method, path, allowed, wrong):
+    tenant, ours, theirs, ids, _ = world
+    url = path.format(**ids)
+    assert getattr(page_as(theirs[allowed]), method)(url).status_code == 404
+    assert getattr(page_as(ours[wrong]), method)(url).status_code == 403
+    assert getattr(page_as(ours[allowed]), method)(url).status_code in (200, 302)
+
+
+@pytest.mark.parametrize("method, path, allowed, wrong", PAGES_UNSCOPED)
+def test_pages_by_role(world, method, path, allowed, wrong):
+    tenant, ours, theirs, ids, rival_site = world
+    res = getattr(page_as(ours[allowed]), method)(path)
+    assert res.status_code == 200
+    assert rival_site.name.encode() not in res.content
+    if wrong:
+        assert getattr(page_as(ours[wrong]), method)(path).status_code == 403
+    assert Client().get(path).status_code == 302  # anonymous: to the login page
+
+
+def test_enrollment_code_for_another_tenants_site_is_404(world):
+    tenant, ours, theirs, ids, rival_site = world
+    res = page_as(ours[Role.FIELD_TECH]).post("/devices/enrollment-codes/", {"site": rival_site.id})
+    assert res.status_code == 404
+
+
+def test_api_token_scopes(world):
+    tenant, *_ = world
+    from apps.accounts.tokens import create_api_token
+
+    class Req:  # create_api_token needs only who is asking
+        user = world[1][Role.ADMIN]
+        META = {}
+
+    _, secret = create_api_token(Req, "reader", ["telemetry:read"])
+    c = APIClient()
+    c.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert c.get(f"/api/v1/sites/{tenant.site.id}/trend/").status_code == 200
+    assert c.get("/api/v1/devices/").status_code == 403  # sites:read not granted
+    assert c.get("/api/v1/api-tokens/").status_code == 403
+    bad = APIClient()
+    bad.credentials(HTTP_AUTHORIZATION="Bearer aw_nope")
+    assert bad.get("/api/v1/sites/").status_code == 401
