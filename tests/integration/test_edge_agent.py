@@ -110,6 +110,13 @@ loop = {str(loop).lower()}
         finally:
             db.close()
 
+    def formed_batches(self) -> int:
+        db = sqlite3.connect(self.state / "outbox.sqlite3")
+        try:
+            return db.execute("SELECT COUNT(DISTINCT batch_id) FROM events WHERE batch_id IS NOT NULL").fetchone()[0]
+        finally:
+            db.close()
+
     def counter(self, name) -> int:
         db = sqlite3.connect(self.state / "outbox.sqlite3")
         try:
@@ -213,13 +220,13 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(enrolled, platform_server)
     agent = enrolled(frames=300, n_faces=3)  # 10 s of video
     agent.start()
     wait_for(lambda: EmotionEvent.objects.filter(device_id=agent.device_id).count() >= 6, 30, "events")
-    # Make sure there is a backlog and likely a batch in flight when the agent dies.
+    # Die with a backlog and a batch formed (its id committed) but not acknowledged.
     platform_server.stop()
-    time.sleep(1.5)
-    platform_server.start()
-    time.sleep(0.3)
+    time.sleep(2.0)
     agent.kill9()
+    platform_server.start()
     pending = agent.pending()
+    assert pending and agent.formed_batches() >= 1
     before = {(c, t, ts) for c, t, ts, _ in server_events(agent.device_id)}
     first_run = {t.split("-")[0] for _, t, _ in before} | {e["track"].split("-")[0] for e in pending}
     assert len(first_run) == 1
