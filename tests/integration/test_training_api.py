@@ -1,0 +1,201 @@
+"""Registry, deployments and model downloads: role and tenant checks, the canary
+roll-out through heartbeats, roll-back, and which files a device may download."""
+import hashlib
+
+import pytest
+from rest_framework.test import APIClient
+
+from apps.accounts.models import Role
+from apps.datasets.models import Dataset
+from apps.sites.models import Device
+from apps.training import registry
+from apps.training.models import Deployment, FineTuneJob, ModelVersion
+
+pytestmark = pytest.mark.django_db
+
+
+def tiny_onnx(path, version, labels=("negative", "neutral", "positive")):
+    """A real, loadable LiExNet ONNX with DESIGN's metadata (random weights)."""
+    import torch
+
+    from edge_agent.preprocess import PreprocessSpec
+    from workers.export import export_onnx
+    from workers.models import create_model
+
+    torch.manual_seed(0)
+    export_onnx(create_model("liexnet", num_classes=len(labels)).eval(), path, PreprocessSpec(), labels, "liexnet",
+                version, "test")
+    return path
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "SHIPPED_DIR", tmp_path)
+    tiny_onnx(tmp_path / registry.SHIPPED_ONNX, "liexnet-fer2013@1",
+              ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"))
+    return tmp_path
+
+
+@pytest.fixture
+def world(tenant, make_org, make_site, make_user, make_device, tmp_path, settings):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    (tmp_path / "media" / "m").mkdir(parents=True)
+    tiny_onnx(tmp_path / "media" / "m" / "model.onnx", "acme-itch@1")
+    data = (tmp_path / "media" / "m" / "model.onnx").read_bytes()
+    ds = Dataset.objects.create(organisation=tenant.org, name="itch")
+    mv = ModelVersion.objects.create(organisation=tenant.org, version="acme-itch@1", name="acme-itch", number=1,
+                                     labels=["negative", "neutral", "positive"], dataset=ds, onnx_file="m/model.onnx",
+                                     sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    job = FineTuneJob.objects.create(organisation=tenant.org, dataset=ds, params={}, status="succeeded",
+                                     model_version=mv)
+    boards = [tenant.device] + [make_device(tenant.site, f"board-{i}")[0] for i in (2, 3)]
+    rival = make_org("rival")
+    rival_site = make_site(rival, "depot")
+    rival_device, rival_token = make_device(rival_site, "rival-board")
+    users = {
+        "researcher": make_user(tenant.org, Role.RESEARCHER, all_sites=True),
+        "admin": make_user(tenant.org, Role.ADMIN),
+        "officer": tenant.officer,
+        "field_tech": make_user(tenant.org, Role.FIELD_TECH, all_sites=True),
+        "rival": make_user(rival, Role.RESEARCHER, all_sites=True),
+    }
+    return dict(tenant=tenant, ds=ds, mv=mv, job=job, boards=boards, rival_token=rival_token, users=users)
+
+
+def api(user):
+    c = APIClient()
+    c.force_login(user)
+    return c
+
+
+def heartbeat(token, version):
+    c = APIClient()
+    return c.post("/api/v1/heartbeat/", {"model_version": version}, format="json",
+                  HTTP_AUTHORIZATION=f"Device {token}")
+
+
+ENDPOINTS = [
+    ("get", "/api/v1/datasets/{ds}/"), ("get", "/api/v1/training-jobs/{job}/"),
+    ("post", "/api/v1/training-jobs/{job}/cancel/"), ("get", "/api/v1/model-versions/{mv}/"),
+    ("post", "/api/v1/model-versions/{mv}/promote/"), ("get", "/api/v1/model-versions/{mv}/artifacts/onnx/"),
+    ("get", "/research/datasets/{ds}/"), ("get", "/research/jobs/{job}/"), ("get", "/research/models/{mv}/"),
+]
+LISTS = ["/api/v1/datasets/", "/api/v1/subjects/", "/api/v1/samples/", "/api/v1/training-jobs/",
+         "/api/v1/model-versions/", "/api/v1/deployments/", "/api/v1/dataset-imports/"]
+
+
+@pytest.mark.parametrize("method,path", ENDPOINTS)
+def test_only_researchers_and_admins_of_the_organisation_get_in(world, method, path):
+    url = path.format(ds=world["ds"].id, job=world["job"].id, mv=world["mv"].id)
+    for who, expected in (("researcher", {200}), ("admin", {200}), ("officer", {403}), ("field_tech", {403}),
+                          ("rival", {404})):
+        res = getattr(api(world["users"][who]), method)(url)
+        assert res.status_code in expected, (who, url, res.status_code)
+    assert APIClient().get(url).status_code in (302, 401, 403)
+
+
+@pytest.mark.parametrize("url", LISTS)
+def test_lists_are_forbidden_to_other_roles_and_empty_for_another_tenant(world, url):
+    assert api(world["users"]["officer"]).get(url).status_code == 403
+    assert api(world["users"]["researcher"]).get(url).status_code == 200
+    rows = api(world["users"]["rival"]).get(url).json()["results"]
+    assert all(r.get("organisation") is None for r in rows) and not any(r.get("version") == "acme-itch@1" for r in rows)
+
+
+def test_another_tenant_cannot_deploy_or_start_jobs_on_our_things(world):
+    rival = api(world["users"]["rival"])
+    assert rival.post(f"/api/v1/model-versions/{world['mv'].id}/deploy/", {"site": world["tenant"].site.id}).status_code == 404
+    res = rival.post("/api/v1/training-jobs/", {"dataset": world["ds"].id}, format="json")
+    assert res.status_code == 400 and "dataset" in res.json()
+    # and our researcher cannot deploy to their site
+    from apps.sites.models import Site
+
+    rival_site = Site.objects.get(slug="depot")
+    res = api(world["users"]["researcher"]).post(f"/api/v1/model-versions/{world['mv'].id}/deploy/",
+                                                 {"site": rival_site.id})
+    assert res.status_code == 400 and "site" in res.json()
+
+
+def test_canary_first_then_the_rest_then_rollback(world):
+    tenant, mv, boards = world["tenant"], world["mv"], world["boards"]
+    client = api(world["users"]["researcher"])
+    canary = boards[1]
+    res = client.post(f"/api/v1/model-versions/{mv.id}/deploy/", {"site": tenant.site.id, "canary": str(canary.pk)})
+    assert res.status_code == 201, res.json()
+    dep = Deployment.objects.get(pk=res.json()["id"])
+    assert dep.status == "canary"
+    desired = {d.name: d.desired_model_version for d in Device.objects.filter(site=tenant.site)}
+    assert desired == {"board-1": "", "board-2": "acme-itch@1", "board-3": ""}
+    # The canary's heartbeat answer carries the model.
+    from apps.sites.enrollment import rotate_token
+
+    tokens = {d.pk: rotate_token(d, None) for d in boards}
+    answer = heartbeat(tokens[canary.pk], "liexnet-fer2013@1").json()
+    assert answer["model"] == {"version": "acme-itch@1", "url": "/api/v1/device-models/acme-itch@1/",
+                               "sha256": mv.sha256}
+    # The canary downloads it with its token; the file matches the checksum.
+    c = APIClient()
+    res = c.get(answer["model"]["url"], HTTP_AUTHORIZATION=f"Device {tokens[canary.pk]}")
+    assert res.status_code == 200
+    assert hashlib.sha256(b"".join(res.streaming_content)).hexdigest() == mv.sha256
+    # It reports the new version: the other boards are asked for it.
+    heartbeat(tokens[canary.pk], "acme-itch@1")
+    dep.refresh_from_db()
+    assert dep.status == "rolling_out"
+    assert set(Device.objects.filter(site=tenant.site).values_list("desired_model_version", flat=True)) == {"acme-itch@1"}
+    for d in boards:
+        heartbeat(tokens[d.pk], "acme-itch@1")
+    dep.refresh_from_db()
+    assert dep.status == "complete"
+    # Roll back: every board is asked for what it ran before (the shipped model, unknown here → no change).
+    res = client.post(f"/api/v1/deployments/{dep.id}/rollback/")
+    assert res.status_code == 200 and res.json()["status"] == "rolled_back"
+    assert set(Device.objects.filter(site=tenant.site).values_list("desired_model_version", flat=True)) != {"acme-itch@1"}
+
+
+def test_rollback_returns_boards_to_the_shipped_model(world, shipped):
+    tenant, mv = world["tenant"], world["mv"]
+    client = api(world["users"]["researcher"])
+    dep_id = client.post(f"/api/v1/model-versions/{mv.id}/deploy/", {"site": tenant.site.id}).json()["id"]
+    res = client.post(f"/api/v1/deployments/{dep_id}/rollback/")
+    assert res.status_code == 200
+    shipped_mv = registry.shipped_version()
+    assert shipped_mv.version == "liexnet-fer2013@1"
+    assert set(Device.objects.filter(site=tenant.site).values_list("desired_model_version", flat=True)) == {
+        "liexnet-fer2013@1"}
+    assert set(Device.objects.filter(site=tenant.site).values_list("desired_model_sha256", flat=True)) == {
+        shipped_mv.sha256}
+
+
+def test_device_models_are_served_only_to_devices_that_may_have_them(world, shipped):
+    tenant, mv = world["tenant"], world["mv"]
+    c = APIClient()
+    url = f"/api/v1/device-models/{mv.version}/"
+    assert c.get(url).status_code == 401
+    # Not deployed yet: not even our own device gets it.
+    assert c.get(url, HTTP_AUTHORIZATION=f"Device {tenant.token}").status_code == 404
+    api(world["users"]["researcher"]).post(f"/api/v1/model-versions/{mv.id}/deploy/", {"site": tenant.site.id})
+    res = c.get(url, HTTP_AUTHORIZATION=f"Device {tenant.token}")
+    assert res.status_code == 200 and res["X-Model-Sha256"] == mv.sha256
+    # Another organisation's device never.
+    assert c.get(url, HTTP_AUTHORIZATION=f"Device {world['rival_token']}").status_code == 404
+    # The shipped model, to any device.
+    shipped_file = (shipped / registry.SHIPPED_ONNX).read_bytes()
+    for token in (tenant.token, world["rival_token"]):
+        res = c.get("/api/v1/device-models/liexnet-fer2013@1/", HTTP_AUTHORIZATION=f"Device {token}")
+        assert res.status_code == 200
+        assert b"".join(res.streaming_content) == shipped_file
+    assert c.get("/api/v1/device-models/nope@1/", HTTP_AUTHORIZATION=f"Device {tenant.token}").status_code == 404
+    # A user session is not a device.
+    assert api(world["users"]["researcher"]).get(url).status_code in (401, 403)
+
+
+def test_promote_keeps_one_promoted_version_per_name(world):
+    mv = world["mv"]
+    mv2 = ModelVersion.objects.create(organisation=mv.organisation, version="acme-itch@2", name="acme-itch", number=2,
+                                      onnx_file=mv.onnx_file, sha256=mv.sha256)
+    client = api(world["users"]["researcher"])
+    assert client.post(f"/api/v1/model-versions/{mv.id}/promote/").json()["status"] == "promoted"
+    assert client.post(f"/api/v1/model-versions/{mv2.id}/promote/").json()["status"] == "promoted"
+    mv.refresh_from_db()
+    assert mv.status == "candidate"
