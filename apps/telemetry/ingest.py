@@ -100,7 +100,7 @@ def ingest(device: Device, body) -> tuple[dict, list]:
     try:
         with transaction.atomic():
             batch = IngestBatch.objects.create(device=device, batch_id=batch_id, accepted=len(clean), rejected=rejected)
-            store_events(device, batch, clean)
+            store_events(device, clean)
             minutes = update_rollups(device, clean)
     except IntegrityError:
         # The same batch raced in on another connection and won: answer as a retry.

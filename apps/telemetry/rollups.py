@@ -9,12 +9,12 @@ from django.db import connection
 
 from .models import EmotionEvent, MinuteRollup, RollupTrack, SiteMinuteRollup, ZoneMinuteRollup
 
-EVENT_COLUMNS = ("device_id", "site_id", "zone_id", "camera_id", "ts", "track", "label", "confidence", "batch_id")
+EVENT_COLUMNS = ("device_id", "site_id", "zone_id", "camera_id", "ts", "track", "label", "confidence")
 
 
-def store_events(device, batch, events):
+def store_events(device, events):
     rows = [(device.id, device.site_id, device.zone_id, e["camera"].id, e["ts"], e["track"], e["label"],
-             e["confidence"], batch.id) for e in events]
+             e["confidence"]) for e in events]
     if connection.vendor == "postgresql":
         table = connection.ops.quote_name(EmotionEvent._meta.db_table)
         with connection.cursor() as cursor, cursor.cursor.copy(

@@ -11,5 +11,5 @@ def purge_expired_events():
     cutoff = timezone.now() - timezone.timedelta(days=settings.AFFECTWATCH["EVENT_RETENTION_DAYS"])
     events, _ = EmotionEvent.objects.filter(ts__lt=cutoff).delete()
     RollupTrack.objects.filter(minute__lt=cutoff).delete()
-    IngestBatch.objects.filter(received_at__lt=cutoff, events__isnull=True).delete()
+    IngestBatch.objects.filter(received_at__lt=cutoff).delete()
     return events

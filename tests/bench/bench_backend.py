@@ -43,14 +43,17 @@ def fresh_database():
         conn.execute(f"CREATE DATABASE {DB}")
     env = dict(os.environ, DATABASE_URL=DB_URL, AFFECTWATCH_INGEST_RATE_PER_MINUTE="100000000",
                AFFECTWATCH_INGEST_MAX_EVENTS="5000")
-    env.pop("REDIS_URL", None) if os.environ.get("BENCH_NO_REDIS") else None
+    # The production shape: Redis for the rate-limit cache and the channel layer.
+    env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
+    env.setdefault("AFFECTWATCH_REDIS_PREFIX", "bench:")
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     subprocess.run([sys.executable, "manage.py", "createcachetable"], cwd=ROOT, env=env, check=True)
     return env
 
 
 def setup_django(env):
-    os.environ.update({k: env[k] for k in ("DATABASE_URL", "AFFECTWATCH_INGEST_RATE_PER_MINUTE")})
+    os.environ.update({k: env[k] for k in ("DATABASE_URL", "AFFECTWATCH_INGEST_RATE_PER_MINUTE", "REDIS_URL",
+                                           "AFFECTWATCH_REDIS_PREFIX")})
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "affectwatch.settings")
     import django
 
@@ -135,19 +138,17 @@ def bench_ingest(env, agents, batch_size, seconds):
 
 def copy_baseline(site, devices, n):
     from apps.sites.models import Camera
-    from apps.telemetry.models import IngestBatch
 
     device = devices[0][0]
     cam = Camera.objects.filter(device=device).first()
-    batch = IngestBatch.objects.create(device=device, batch_id=uuid.uuid4())
     now = datetime.now(timezone.utc)
     with psycopg.connect(DB_URL.replace("postgres://", "postgresql://")) as conn:
         t = time.perf_counter()
         with conn.cursor().copy(
-            "COPY telemetry_emotionevent (device_id, site_id, zone_id, camera_id, ts, track, label, confidence, batch_id) FROM STDIN"
+            "COPY telemetry_emotionevent (device_id, site_id, zone_id, camera_id, ts, track, label, confidence) FROM STDIN"
         ) as copy:
             for i in range(n):
-                copy.write_row((device.id, site.id, device.zone_id, cam.id, now, str(i % 7), i % 3, 0.5, batch.id))
+                copy.write_row((device.id, site.id, device.zone_id, cam.id, now, str(i % 7), i % 3, 0.5))
         conn.commit()
         return round(n / (time.perf_counter() - t))
 
@@ -159,22 +160,18 @@ def populate_history(site, devices, n_events, days=30):
     dev_ids = [str(d.id) for d, _ in devices]
     span = days * 86400
     with connection.cursor() as c:
-        c.execute("SELECT id FROM sites_camera WHERE device_id = %s::uuid ORDER BY id LIMIT 1", [dev_ids[0]])
-        from apps.telemetry.models import IngestBatch
-
-        batch = IngestBatch.objects.create(device=devices[0][0], batch_id=uuid.uuid4())
         t = time.perf_counter()
         c.execute(
             """
-            INSERT INTO telemetry_emotionevent (device_id, site_id, zone_id, camera_id, ts, track, label, confidence, batch_id)
+            INSERT INTO telemetry_emotionevent (device_id, site_id, zone_id, camera_id, ts, track, label, confidence)
             SELECT d.id, d.site_id, d.zone_id, cam.id,
                    now() - make_interval(secs => (g * %(span)s::float8 / %(n)s)),
-                   (g %% 11)::text, (g * 7 %% 10 / 4)::smallint %% 3, 0.8, %(batch)s
+                   (g %% 11)::text, (g * 7 %% 10 / 4)::smallint %% 3, 0.8
             FROM generate_series(1, %(n)s) AS g
             JOIN sites_device d ON d.id = (%(devs)s::uuid[])[1 + g %% %(nd)s]
             JOIN LATERAL (SELECT id FROM sites_camera WHERE device_id = d.id ORDER BY id LIMIT 1) cam ON true
             """,
-            {"span": span, "n": n_events, "batch": batch.id, "devs": dev_ids, "nd": len(dev_ids)},
+            {"span": span, "n": n_events, "devs": dev_ids, "nd": len(dev_ids)},
         )
         insert_s = time.perf_counter() - t
         for table, keys, extra in (
