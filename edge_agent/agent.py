@@ -98,15 +98,15 @@ class Agent:
         clf = self.models.current
         body = {
             "uptime_s": round(time.monotonic() - self.started, 1),
-            "model_version": clf.version,
-            "backend": clf.backend.name,
+            "model_version": clf.version[:100],
+            "backend": clf.backend.name[:100],
             "queue_depth": self.outbox.depth(),
             "dropped": self.outbox.dropped,
             "rejected": self.outbox.counter("rejected"),
             "cameras": {w.name: w.health() for w in self.workers},
         }
         if self.models.error:
-            body["model_error"] = self.models.error
+            body["model_error"] = self.models.error[:500]
         if self.publisher and self.publisher.last_error:
             body["publish_error"] = self.publisher.last_error
         if self.config_ignored:

@@ -248,7 +248,7 @@ def _check_range(cfg: Config) -> None:
     names = set()
     for i, cam in enumerate(cfg.cameras):
         key = f"cameras[{i}]"
-        need(bool(cam.name), f"{key}.name", "a non-empty string", cam.name)
+        need(0 < len(cam.name) <= 64, f"{key}.name", "1 to 64 characters", cam.name)
         need(cam.name not in names, f"{key}.name", "unique among cameras", cam.name)
         names.add(cam.name)
         need(bool(cam.source), f"{key}.source", "a camera index, device, file, URL or pipeline", cam.source)

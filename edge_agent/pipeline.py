@@ -189,5 +189,5 @@ class CameraWorker:
              "fps": round(self.fps.rate(), 1), "faces": self.pipeline.faces,
              "dropped_frames": self.reader.frames_dropped}
         if self.reader.error or self.error:
-            h["error"] = self.reader.error or self.error
+            h["error"] = (self.reader.error or self.error)[:300]  # the protocol's limit
         return h

@@ -33,6 +33,12 @@ def csi_pipeline(sensor_id: int, width: int = 1280, height: int = 720, fps: floa
     )
 
 
+def redact(text: str) -> str:
+    """Hide passwords in camera URLs (rtsp://user:secret@host → rtsp://user:***@host)
+    before they reach a log line or a heartbeat."""
+    return re.sub(r"(://[^/:@\s]+):[^@/\s]*@", r"\1:***@", text)
+
+
 def resolve_source(cam: CameraSection) -> tuple[str, object]:
     """(kind, argument for cv2.VideoCapture) for a camera's `source`."""
     src = cam.source.strip()
@@ -68,14 +74,14 @@ def open_capture(cam: CameraSection) -> cv2.VideoCapture:
     """An opened cv2.VideoCapture, or OSError naming why not."""
     kind, arg = resolve_source(cam)
     if kind == "file" and not Path(arg).exists():
-        raise OSError(f"cannot open {arg}: no such file")
+        raise OSError(f"cannot open {redact(str(arg))}: no such file")
     if kind == "gstreamer" and not re.search(r"GStreamer:\s+YES", cv2.getBuildInformation()):
         raise OSError("cannot open a GStreamer pipeline: this OpenCV build has no GStreamer support "
                       "(on a Jetson use the system python3-opencv from JetPack)")
     cap = cv2.VideoCapture(arg, _BACKENDS[kind])
     if not cap.isOpened():
         cap.release()
-        raise OSError(f"cannot open {cam.source}")
+        raise OSError(f"cannot open {redact(cam.source)}")
     if kind in ("index", "v4l2"):
         if cam.width:
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, cam.width)
@@ -241,16 +247,16 @@ class CameraReader:
                 if self.cam.loop and got_any:
                     continue
                 if not got_any:
-                    self._fail(f"cannot read frames from {self.cam.source}")
+                    self._fail(f"cannot read frames from {redact(self.cam.source)}")
                     self._stop.wait(delay)
                     delay = min(delay * 2, self.retry_max_s)
                     continue
-                log.info("camera %s: end of %s", self.name, self.cam.source)
+                log.info("camera %s: end of %s", self.name, redact(self.cam.source))
                 with self._cond:
                     self.status = "ended"
                     self._cond.notify_all()
                 return
-            self._fail(f"{self.cam.source} stopped delivering frames")
+            self._fail(f"{redact(self.cam.source)} stopped delivering frames")
             self._stop.wait(delay)
             delay = min(delay * 2, self.retry_max_s)
 

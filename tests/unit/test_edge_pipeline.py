@@ -179,3 +179,10 @@ def test_haar_finds_the_scene_faces_at_their_places():
     dets = HaarDetector().detect(scene.frame(0))
     overlap = iou(np.array(scene.boxes(0), np.float32), dets[:, :4])
     assert (overlap.max(axis=1) > 0.5).all()
+
+
+def test_camera_passwords_never_reach_logs_or_heartbeats():
+    from edge_agent.sources import redact
+
+    assert redact("cannot open rtsp://admin:s3cret@10.0.0.5:554/s1") == "cannot open rtsp://admin:***@10.0.0.5:554/s1"
+    assert redact("rtsp://10.0.0.5/s1") == "rtsp://10.0.0.5/s1"
