@@ -1,5 +1,6 @@
 import csv
 import io
+from datetime import datetime, timezone
 
 from rest_framework.renderers import BaseRenderer
 
@@ -18,8 +19,9 @@ class CSVRenderer(BaseRenderer):
         writer = csv.writer(out)
         if isinstance(data, dict) and "series" in data:
             series = data["series"]
+            times = [datetime.fromtimestamp(t, timezone.utc).isoformat() for t in series["t"]]
             writer.writerow(COLUMNS)
-            writer.writerows(zip(*(series[c] for c in COLUMNS)))
+            writer.writerows(zip(times, *(series[c] for c in COLUMNS[1:])))
         elif isinstance(data, dict) and "negative_share" in data and "days" in data:
             writer.writerow(["weekday", *[f"{h:02d}:00" for h in data["hours"]]])
             for day, row in zip(data["days"], data["negative_share"]):

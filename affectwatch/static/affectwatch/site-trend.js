@@ -1,6 +1,6 @@
 // A site's dashboard: the trend (REST, then live minute buckets over a WebSocket), the
 // zone breakdown and the weekday × hour heatmap. Series come as columns:
-// {t: [...], negative: [...], neutral: [...], positive: [...], tracks: [...], suppressed: [...]}.
+// {t: [Unix seconds...], negative: [...], neutral: [...], positive: [...], tracks: [...], suppressed: [...]}.
 (function () {
   const el = document.getElementById("trend");
   if (!el) return;
@@ -11,8 +11,7 @@
   const live = document.getElementById("live");
   const LABELS = ["negative", "neutral", "positive"];
   const COLORS = { negative: "#d9534f", neutral: "#8a94a6", positive: "#2e9d5b" };
-  const key = (t) => new Date(t).getTime();
-  let rows = new Map(); // time (ms) -> {t, negative, neutral, positive, suppressed}
+  let rows = new Map(); // Unix seconds -> {t, negative, neutral, positive, suppressed}
   let bucketSize = "minute";
 
   function params(extra) {
@@ -25,7 +24,7 @@
     series.t.forEach((t, i) => {
       const r = { t, suppressed: series.suppressed[i] };
       LABELS.forEach((l) => (r[l] = series[l][i]));
-      rows.set(key(t), r);
+      rows.set(t, r);
     });
   }
 
@@ -33,7 +32,7 @@
     const sorted = Array.from(rows.keys()).sort((a, b) => a - b).map((k) => rows.get(k));
     const percent = modeSel.value === "percent";
     const traces = LABELS.map((label) => ({
-      x: sorted.map((r) => new Date(r.t)),
+      x: sorted.map((r) => new Date(r.t * 1000)),
       y: sorted.map((r) => r[label]),
       name: label,
       type: "scatter",

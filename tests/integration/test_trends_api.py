@@ -1,0 +1,118 @@
+"""Trends, zone breakdown, heatmap and CSV export from rollups, with k-anonymity."""
+import csv
+import io
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from apps.accounts.models import AuditEvent
+from apps.telemetry.ingest import ingest
+from apps.telemetry.models import EmotionEvent, MinuteRollup, SiteMinuteRollup, ZoneMinuteRollup
+
+pytestmark = pytest.mark.django_db
+
+
+def send(device, ts, tracks, label="negative", camera="cam0"):
+    events = [{"ts": ts.isoformat(), "camera": camera, "track": str(t), "label": label, "confidence": 0.9} for t in tracks]
+    answer, _ = ingest(device, {"batch_id": str(uuid.uuid4()), "events": events})
+    assert not answer["rejected"], answer
+
+
+@pytest.fixture
+def officer_client(tenant):
+    c = APIClient()
+    c.force_authenticate(tenant.officer)
+    return c
+
+
+def test_levels_add_up_and_count_distinct_tracks(tenant, make_device):
+    other, _ = make_device(tenant.site, "board-2")
+    minute = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=5)
+    send(tenant.device, minute + timedelta(seconds=1), [1, 2, 3])
+    send(tenant.device, minute + timedelta(seconds=2), [3, 4], label="positive")  # track 3 again
+    send(other, minute + timedelta(seconds=3), [1], label="neutral")  # same track name, other device
+    dev = MinuteRollup.objects.get(device=tenant.device)
+    site = SiteMinuteRollup.objects.get(site=tenant.site)
+    zone = ZoneMinuteRollup.objects.get(zone=tenant.device.zone)
+    assert (dev.negative, dev.positive, dev.tracks) == (3, 2, 4)
+    assert (site.negative, site.neutral, site.positive, site.tracks) == (3, 1, 2, 5)
+    assert (zone.negative, zone.neutral, zone.positive, zone.tracks) == (3, 1, 2, 5)
+
+
+def test_trend_columns_and_k_anonymity(tenant, officer_client, settings):
+    settings.AFFECTWATCH = {**settings.AFFECTWATCH, "K_ANONYMITY": 3}
+    now = timezone.now().replace(second=0, microsecond=0)
+    send(tenant.device, now - timedelta(minutes=10), [1, 2])  # 2 people: hidden
+    send(tenant.device, now - timedelta(minutes=9), [1, 2, 3], label="positive")
+    res = officer_client.get(f"/api/v1/sites/{tenant.site.id}/trend/", {"hours": 1})
+    assert res.status_code == 200
+    body = res.json()
+    assert body["bucket"] == "minute" and body["k_anonymity"] == 3
+    s = body["series"]
+    assert s["t"] == [int((now - timedelta(minutes=10)).timestamp()), int((now - timedelta(minutes=9)).timestamp())]
+    assert s["suppressed"] == [True, False]
+    assert s["negative"] == [None, 0] and s["positive"] == [None, 3] and s["tracks"] == [None, 3]
+
+
+def test_hourly_bucket_uses_a_lower_bound_of_distinct_people(tenant, officer_client, settings):
+    settings.AFFECTWATCH = {**settings.AFFECTWATCH, "K_ANONYMITY": 3}
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    # The same 2 people over 5 minutes must not add up to "10 people".
+    for m in range(5):
+        send(tenant.device, hour + timedelta(minutes=m), [1, 2])
+    s = officer_client.get(f"/api/v1/sites/{tenant.site.id}/trend/", {"hours": 24, "bucket": "hour"}).json()["series"]
+    assert s["suppressed"] == [True]
+
+
+def test_csv_export_matches_the_chart_and_is_audited(tenant, officer_client):
+    now = timezone.now().replace(second=0, microsecond=0)
+    send(tenant.device, now - timedelta(minutes=3), [1, 2, 3, 4])
+    res = officer_client.get(f"/api/v1/sites/{tenant.site.id}/trend/", {"hours": 1, "format": "csv"})
+    assert res.status_code == 200 and res["Content-Type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(res.content.decode())))
+    assert rows[0] == ["t", "negative", "neutral", "positive", "tracks", "suppressed"]
+    assert rows[1][0] == (now - timedelta(minutes=3)).isoformat() and rows[1][1:] == ["4", "0", "0", "4", "False"]
+    assert AuditEvent.objects.filter(action="data.export", details__what="trend").exists()
+
+
+def test_zone_breakdown_and_heatmap(tenant, officer_client):
+    now = timezone.now().replace(second=0, microsecond=0)
+    send(tenant.device, now - timedelta(minutes=3), [1, 2, 3])
+    send(tenant.device, now - timedelta(minutes=3), [4], label="neutral")
+    zones = officer_client.get(f"/api/v1/sites/{tenant.site.id}/zones/").json()["zones"]
+    assert zones == [{"zone": tenant.device.zone_id, "name": tenant.device.zone.name, "suppressed": False,
+                      "negative": 3, "neutral": 1, "positive": 0, "negative_share": 75.0}]
+    heat = officer_client.get(f"/api/v1/sites/{tenant.site.id}/heatmap/").json()
+    when = now - timedelta(minutes=3)
+    assert heat["negative_share"][when.isoweekday() - 1][when.hour] == 75.0
+    csv_rows = officer_client.get(f"/api/v1/sites/{tenant.site.id}/heatmap/", {"format": "csv"}).content.decode().splitlines()
+    assert csv_rows[0].startswith("weekday,00:00") and len(csv_rows) == 8
+
+
+def test_bad_range_is_400_naming_the_field(tenant, officer_client):
+    url = f"/api/v1/sites/{tenant.site.id}/trend/"
+    assert "bucket" in officer_client.get(url, {"bucket": "week"}).json()
+    now = timezone.now()
+    res = officer_client.get(url, {"since": now.isoformat(), "until": (now - timedelta(hours=1)).isoformat()})
+    assert res.status_code == 400 and "since" in res.json()
+
+
+def test_rollups_list_filters_and_hides_small_rows(tenant, officer_client, settings):
+    settings.AFFECTWATCH = {**settings.AFFECTWATCH, "K_ANONYMITY": 2}
+    now = timezone.now().replace(second=0, microsecond=0)
+    send(tenant.device, now - timedelta(minutes=2), [1])
+    send(tenant.device, now - timedelta(minutes=1), [1, 2])
+    body = officer_client.get("/api/v1/rollups/", {"site": tenant.site.id}).json()
+    assert body["count"] == 1 and body["results"][0]["tracks"] == 2
+
+
+def test_retention_purge_keeps_rollups(tenant, settings):
+    from apps.telemetry.tasks import purge_expired_events
+
+    send(tenant.device, timezone.now() - timedelta(days=6), [1])
+    EmotionEvent.objects.update(ts=timezone.now() - timedelta(days=45))
+    assert purge_expired_events() == 1
+    assert EmotionEvent.objects.count() == 0 and SiteMinuteRollup.objects.count() == 1
