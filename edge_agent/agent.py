@@ -48,7 +48,7 @@ class Agent:
         if creds:
             self.publisher = Publisher(self.outbox, self.session, creds.url(creds.ingest_url), cfg.outbox.batch_size,
                                        cfg.publisher.backoff_base_s, cfg.publisher.backoff_max_s,
-                                       cfg.publisher.timeout_s, ready=self.ready)
+                                       cfg.publisher.timeout_s, ready=self.ready, linger_s=cfg.publisher.linger_s)
         self.heartbeat_error: str | None = None
         self.config_ignored: list[str] = []
         self._hb_thread = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)

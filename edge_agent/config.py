@@ -100,6 +100,7 @@ class PublisherSection:
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
     timeout_s: float = 10.0
+    linger_s: float = 1.0  # gather events this long after an idle spell, then send them in one request
 
 
 @dataclass
@@ -238,6 +239,7 @@ def _check_range(cfg: Config) -> None:
     need(p.backoff_base_s > 0, "publisher.backoff_base_s", "> 0", p.backoff_base_s)
     need(p.backoff_max_s >= p.backoff_base_s, "publisher.backoff_max_s", ">= publisher.backoff_base_s", p.backoff_max_s)
     need(p.timeout_s > 0, "publisher.timeout_s", "> 0", p.timeout_s)
+    need(0 <= p.linger_s <= 60, "publisher.linger_s", "between 0 and 60", p.linger_s)
     need(m.backend in ("auto", "tensorrt", "onnxruntime"), "model.backend", "'auto', 'tensorrt' or 'onnxruntime'", m.backend)
     need(m.threads >= 0, "model.threads", ">= 0", m.threads)
     need(cfg.agent.heartbeat_interval_s >= 0, "agent.heartbeat_interval_s", ">= 0", cfg.agent.heartbeat_interval_s)

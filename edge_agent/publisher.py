@@ -45,12 +45,15 @@ class Backoff:
 class Publisher:
     def __init__(self, outbox: Outbox, session: requests.Session, url: str, batch_size: int = 200,
                  backoff_base_s: float = 1.0, backoff_max_s: float = 60.0, timeout_s: float = 10.0,
-                 ready: threading.Event | None = None):
+                 ready: threading.Event | None = None, linger_s: float = 0.0):
         self.outbox = outbox
         self.session = session
         self.url = url
         self.batch_size = batch_size
         self.timeout_s = timeout_s
+        # After an idle spell, wait this long for more events before sending: a board then
+        # makes about one request per `linger_s` instead of one per event.
+        self.linger_s = linger_s
         self.backoff = Backoff(backoff_base_s, backoff_max_s)
         # Sending waits for `ready`: the server rejects events from cameras that no
         # heartbeat announced yet, so the agent opens the gate after its first heartbeat.
@@ -84,14 +87,15 @@ class Publisher:
         while not self._stop.is_set():
             if not self.ready.wait(0.5):
                 continue
+            self.outbox.changed.clear()
             try:
                 delay = self.send_once()
             except Exception:  # noqa: BLE001 - the publisher must outlive any surprise
                 log.exception("publisher: unexpected error")
                 delay = self.backoff.next_delay()
             if delay is None:  # nothing to send: sleep until something arrives
-                self.outbox.changed.wait(1.0)
-                self.outbox.changed.clear()
+                if self.outbox.changed.wait(1.0) and self.linger_s:
+                    self._stop.wait(self.linger_s)
             elif delay > 0:
                 self._stop.wait(delay)
 

@@ -144,3 +144,20 @@ def test_background_thread_delivers_through_an_outage(tmp_path, peer):
     finally:
         pub.stop()
     assert sorted(e["n"] for e in peer.events) == list(range(20))
+
+
+def test_linger_gathers_events_into_few_requests(tmp_path, peer):
+    box, pub = make(tmp_path, peer.url, linger_s=0.3)
+    pub.start()
+    try:
+        time.sleep(0.2)
+        for i in range(10):
+            box.put(ev(i))
+            time.sleep(0.02)
+        deadline = time.monotonic() + 5
+        while box.depth() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        pub.stop()
+    assert sorted(e["n"] for e in peer.events) == list(range(10))
+    assert len(peer.batches) <= 2
