@@ -29,7 +29,8 @@ class EpochSeconds(Func):
         return self.as_sql(compiler, connection, template="CAST(EXTRACT(EPOCH FROM %(expressions)s) AS BIGINT)", **extra)
 
     def as_sqlite(self, compiler, connection, **extra):
-        return self.as_sql(compiler, connection, template="CAST(strftime('%%s', %(expressions)s) AS INTEGER)", **extra)
+        # '%%%%s' survives both the template's and the SQLite backend's %-formatting as '%s'.
+        return self.as_sql(compiler, connection, template="CAST(strftime('%%%%s', %(expressions)s) AS INTEGER)", **extra)
 
 
 def k_anonymity():
