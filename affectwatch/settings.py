@@ -241,6 +241,7 @@ else:
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", _default_backend)
 EMAIL_TIMEOUT = 20
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Affectwatch <alerts@localhost>")
+
 # Ingest bodies are checked against INGEST_MAX_BYTES by the view (413); Django's own
 # limit must not trip first with a less helpful 400.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(AFFECTWATCH["INGEST_MAX_BYTES"] * 2, 2_621_440)

@@ -21,6 +21,7 @@ from .serializers import (
 # Rules hold people's e-mail addresses and a signing key: people who manage alerts only.
 ManageAlerts = roles_or_scope(Role.SAFETY_OFFICER)
 ReadAlerts = roles_or_scope(Role.SAFETY_OFFICER, scope=ApiScope.ALERTS_READ)
+NO_STORE = {"Cache-Control": "no-store"}  # answers that carry a webhook secret
 
 
 @extend_schema_view(
@@ -42,7 +43,7 @@ class AlertRuleViewSet(viewsets.ModelViewSet):
         serializer.is_valid(raise_exception=True)
         rule = services.create_rule(request, **serializer.validated_data)
         return Response(AlertRuleCreatedSerializer(rule, context=self.get_serializer_context()).data,
-                        status=status.HTTP_201_CREATED)
+                        status=status.HTTP_201_CREATED, headers=NO_STORE)
 
     def perform_update(self, serializer):
         data = {k: v for k, v in serializer.validated_data.items() if k != "site"}
@@ -57,7 +58,7 @@ class AlertRuleViewSet(viewsets.ModelViewSet):
         """Replace the webhook signing secret; the new one is shown once."""
         rule = self.get_object()
         secret = services.rotate_secret(request, rule)
-        return Response({"id": rule.pk, "webhook_secret": secret})
+        return Response({"id": rule.pk, "webhook_secret": secret}, headers=NO_STORE)
 
 
 class AlertFilter(filters.FilterSet):

@@ -4,6 +4,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.cache import add_never_cache_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
@@ -83,6 +84,13 @@ def _site(request, site_id):
     return get_object_or_404(visible_sites(request.user), pk=site_id)
 
 
+def _show_secret(request, site, rule, created):
+    # Rendered, not redirected: the secret must not sit in a cookie or session; nor in a cache.
+    response = render(request, "alerts/secret.html", {"site": site, "rule": rule, "created": created})
+    add_never_cache_headers(response)
+    return response
+
+
 @role_required(*ALERT_ROLES)
 def site_rules(request, site_id):
     """The site's rules, and a form for a new one."""
@@ -91,8 +99,7 @@ def site_rules(request, site_id):
         form = AlertRuleForm(request.POST, site=site)
         if form.is_valid():
             rule = services.create_rule(request, site, **form.cleaned_data)
-            # Rendered, not redirected: the secret must not sit in a cookie or session.
-            return render(request, "alerts/secret.html", {"site": site, "rule": rule, "created": True})
+            return _show_secret(request, site, rule, created=True)
     else:
         form = AlertRuleForm(site=site, initial={"threshold_pct": 40, "window_minutes": 15, "min_detections": 50,
                                                  "cooldown_minutes": 30, "enabled": True})
@@ -134,4 +141,4 @@ def rule_rotate_secret(request, site_id, rule_id):
     site = _site(request, site_id)
     rule = get_object_or_404(AlertRule, pk=rule_id, site=site)
     services.rotate_secret(request, rule)
-    return render(request, "alerts/secret.html", {"site": site, "rule": rule, "created": False})
+    return _show_secret(request, site, rule, created=False)
