@@ -256,7 +256,7 @@ def fit(
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
             if progress and b % 20 == 0:
-                bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+                bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False)
         bar.close()
         if cancelled:
             log(f"cancelled during epoch {epoch}; the last complete epoch's checkpoint stays")
