@@ -6,11 +6,11 @@ E-mails go through Django's e-mail backend (settings.EMAIL_BACKEND); webhooks ar
 signed (see webhooks.py), with the same body on every attempt so receivers can
 de-duplicate on `id`."""
 import json
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.urls import reverse
-from django.utils import timezone
 
 from . import webhooks
 from .models import Alert, Delivery
@@ -75,7 +75,7 @@ def email_message(alert: Alert, to: str) -> EmailMessage:
         f"Alert rule \"{alert.rule_name}\" at {alert.site.name} opened an alert.\n\n"
         f"Negative share: {alert.value_pct:.1f}% (threshold {alert.threshold_pct:g}%)\n"
         f"Detections: {alert.detections} in the {minutes} minutes up to "
-        f"{timezone.localtime(alert.window_end):%Y-%m-%d %H:%M %Z}\n\n"
+        f"{alert.window_end.astimezone(ZoneInfo(alert.site.timezone)):%Y-%m-%d %H:%M %Z}\n\n"
         f"Acknowledge or resolve it here: {alert_url(alert)}\n\n"
         "These figures are aggregates over everyone seen at the site; they say nothing about one person.\n"
     )

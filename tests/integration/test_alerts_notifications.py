@@ -158,3 +158,31 @@ def test_a_name_that_resolves_to_loopback_is_refused_at_call_time(
     delivery = alert.deliveries.get()
     assert delivery.status == "failed" and "non-public address" in delivery.last_error
     assert webhook_receiver.requests == []
+
+
+def mail_settings(**env):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = ("import django, json; django.setup(); from django.conf import settings as s; print(json.dumps({k: "
+            "getattr(s, k, None) for k in ('EMAIL_BACKEND', 'EMAIL_HOST', 'EMAIL_PORT', 'EMAIL_HOST_USER', "
+            "'EMAIL_HOST_PASSWORD', 'EMAIL_USE_TLS', 'EMAIL_USE_SSL')}))")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("EMAIL_")}
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env={**clean, "DJANGO_SETTINGS_MODULE": "affectwatch.settings", **env})
+    assert res.returncode == 0, res.stderr[-2000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_email_is_configured_from_the_environment():
+    assert mail_settings()["EMAIL_BACKEND"] == "django.core.mail.backends.console.EmailBackend"
+    smtp = mail_settings(EMAIL_URL="smtp+tls://alerts%40acme.example:p%40ss@mail.acme.example")
+    assert smtp == {"EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend", "EMAIL_HOST": "mail.acme.example",
+                    "EMAIL_PORT": 587, "EMAIL_HOST_USER": "alerts@acme.example", "EMAIL_HOST_PASSWORD": "p@ss",
+                    "EMAIL_USE_TLS": True, "EMAIL_USE_SSL": False}
+    host = mail_settings(EMAIL_HOST="relay.internal", EMAIL_PORT="2525", EMAIL_USE_SSL="1")
+    assert (host["EMAIL_HOST"], host["EMAIL_PORT"], host["EMAIL_USE_SSL"]) == ("relay.internal", 2525, True)
