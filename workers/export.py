@@ -1,0 +1,182 @@
+"""ONNX export with DESIGN's self-describing metadata, an ONNX Runtime parity check,
+and a TensorRT FP16 engine builder for Jetson boards."""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from edge_agent.preprocess import PreprocessSpec, normalize
+
+METADATA_KEYS = ("affectwatch.labels", "affectwatch.preprocess", "affectwatch.arch", "affectwatch.version", "affectwatch.dataset")
+OPSET = 17  # what the ONNX Runtime and TensorRT of current JetPack releases read
+
+
+class FlipAveraged(nn.Module):
+    """Test-time flip inside the graph: the mean of the logits of a face and its
+    mirror image, so the edge agent gets the benefit without knowing about it."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return (self.model(x) + self.model(torch.flip(x, dims=[3]))) / 2
+
+
+def export_onnx(
+    model: nn.Module,
+    path,
+    spec: PreprocessSpec,
+    classes,
+    arch: str,
+    version: str,
+    dataset: str,
+    tta_flip: bool = False,
+    extra_metadata: dict | None = None,
+) -> Path:
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval().to(memory_format=torch.contiguous_format)
+    net = FlipAveraged(model) if tta_flip else model
+    h, w = spec.size
+    dummy = torch.zeros(2, spec.channels, h, w)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net, (dummy,), str(path), input_names=["input"], output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=OPSET, dynamo=False,
+        )
+    m = onnx.load(str(path))
+    meta = {
+        "affectwatch.labels": json.dumps(list(classes)),
+        "affectwatch.preprocess": spec.to_json(),
+        "affectwatch.arch": arch + ("+flip" if tta_flip else ""),
+        "affectwatch.version": version,
+        "affectwatch.dataset": dataset,
+        **(extra_metadata or {}),
+    }
+    del m.metadata_props[:]
+    for k, v in meta.items():
+        m.metadata_props.add(key=k, value=str(v))
+    m.producer_name = "affectwatch"
+    onnx.checker.check_model(m)
+    onnx.save(m, str(path))
+    return path
+
+
+def read_metadata(path) -> dict:
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in m.metadata_props}
+
+
+def check_metadata(path) -> dict:
+    """The metadata, parsed; ValueError naming whatever DESIGN requires and is missing."""
+    meta = read_metadata(path)
+    missing = [k for k in METADATA_KEYS if not meta.get(k)]
+    if missing:
+        raise ValueError(f"{path}: missing metadata {missing}")
+    labels = json.loads(meta["affectwatch.labels"])
+    spec = PreprocessSpec.from_json(meta["affectwatch.preprocess"])
+    if not isinstance(labels, list) or not all(isinstance(s, str) for s in labels):
+        raise ValueError(f"{path}: affectwatch.labels is not a JSON list of names")
+    return {**meta, "labels": labels, "spec": spec}
+
+
+def onnx_session(path, threads: int | None = None):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def parity_check(model: nn.Module, onnx_path, spec: PreprocessSpec, images: np.ndarray | None = None,
+                 tta_flip: bool = False, n_random: int = 16, seed: int = 0) -> dict:
+    """max |Δlogit| between torch and ONNX Runtime on real images (when given) and
+    random inputs, at batch 1 and a larger batch (exercises the dynamic axis)."""
+    model = model.eval()
+    net = FlipAveraged(model) if tta_flip else model
+    h, w = spec.size
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n_random, spec.channels, h, w)).astype(np.float32)
+    if images is not None and len(images):
+        x = np.concatenate([normalize(images, spec), x])
+    sess = onnx_session(onnx_path)
+    name = sess.get_inputs()[0].name
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x)).numpy()
+    got = sess.run(None, {name: x})[0]
+    got1 = sess.run(None, {name: x[:1]})[0]
+    delta = float(np.abs(ref - got).max())
+    delta1 = float(np.abs(ref[:1] - got1).max())
+    return {
+        "max_abs_logit_diff": max(delta, delta1),
+        "batch": int(len(x)),
+        "argmax_agreement": float((ref.argmax(1) == got.argmax(1)).mean()),
+    }
+
+
+class TensorRTUnavailable(RuntimeError):
+    pass
+
+
+def build_tensorrt_engine(onnx_path, engine_path, fp16: bool = True, max_batch: int = 32, workspace_mb: int = 256) -> Path:
+    """Serialise a TensorRT engine (FP16 where the GPU supports it) with an
+    optimisation profile for batch 1..max_batch. Works where `tensorrt` imports
+    (JetPack on Jetson, or a desktop with TensorRT installed)."""
+    try:
+        import tensorrt as trt
+    except ImportError as e:
+        raise TensorRTUnavailable(
+            f"TensorRT is not available here ({e}). It ships with JetPack on Jetson boards "
+            "(python3-libnvinfer) and needs an NVIDIA GPU; on other machines run the ONNX "
+            "model with ONNX Runtime instead."
+        ) from None
+    meta = check_metadata(onnx_path)
+    spec = meta["spec"]
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # TensorRT < 10
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(Path(onnx_path).read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    if hasattr(config, "set_memory_pool_limit"):
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+    else:  # TensorRT 7/8.0
+        config.max_workspace_size = workspace_mb << 20
+    if fp16:
+        if not builder.platform_has_fast_fp16:
+            warnings.warn("this GPU has no fast FP16; building an FP32 engine")
+        else:
+            config.set_flag(trt.BuilderFlag.FP16)
+    h, w = spec.size
+    c = spec.channels
+    profile = builder.create_optimization_profile()
+    inp = network.get_input(0)
+    profile.set_shape(inp.name, (1, c, h, w), (max(1, max_batch // 2), c, h, w), (max_batch, c, h, w))
+    config.add_optimization_profile(profile)
+    if hasattr(builder, "build_serialized_network"):
+        blob = builder.build_serialized_network(network, config)
+    else:  # TensorRT 7
+        blob = builder.build_engine(network, config).serialize()
+    if blob is None:
+        raise RuntimeError("TensorRT failed to build the engine (see its log above)")
+    engine_path = Path(engine_path)
+    engine_path.write_bytes(bytes(blob))
+    return engine_path

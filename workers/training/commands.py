@@ -1,0 +1,166 @@
+"""The CLI subcommands after `train`: evaluate, crossval, export, build-engine, report."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def _dump(obj, path=None):
+    text = json.dumps(obj, indent=2)
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text + "\n")
+    print(text)
+
+
+def _checkpoint_spec(ck):
+    from edge_agent.preprocess import PreprocessSpec
+
+    return PreprocessSpec.from_dict(ck["meta"]["preprocess"])
+
+
+def cmd_evaluate(args, _load, _threads):
+    from workers.evaluation import evaluate_logits, save_confusion
+    from workers.predict import predict_logits
+    from workers.training.loop import load_checkpoint
+
+    _threads(args)
+    model, ck = load_checkpoint(args.checkpoint)
+    spec = _checkpoint_spec(ck)
+    data = _load(args, spec)
+    if args.split:
+        data = data.where_split(*args.split.split(","))
+    classes = ck["meta"]["classes"]
+    if list(data.classes) != list(classes):
+        raise SystemExit(f"the data's classes {list(data.classes)} differ from the model's {classes}")
+    logits = predict_logits(model, data.images, spec, tta_flip=args.tta_flip)
+    res = evaluate_logits(data.labels, logits, classes)
+    res.update(checkpoint=str(args.checkpoint), epoch=ck["epoch"], split=args.split, tta_flip=args.tta_flip)
+    if args.out:
+        save_confusion(res, Path(args.out).parent, Path(args.out).stem + "-confusion")
+    _dump(res, args.out)
+
+
+def cmd_crossval(args, _load, _threads, _spec_from_args):
+    import torch
+
+    from workers.crossval import cross_validate
+    from workers.training.augment import AugmentConfig
+    from workers.training.loop import TrainConfig
+
+    _threads(args)
+    spec = _spec_from_args(args)
+    data = _load(args, spec)
+    if args.split:
+        data = data.where_split(*args.split.split(","))
+    model_config = dict(num_classes=len(data.classes), in_channels=spec.channels, input_size=list(spec.size))
+    model_config.update(json.loads(args.model_config))
+    cfg = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, label_smoothing=args.label_smoothing,
+        augment=AugmentConfig() if args.augment else AugmentConfig.off(), seed=args.seed,
+    )
+    torch.manual_seed(args.seed)
+    res = cross_validate(data, args.model, model_config, cfg, spec, folds=args.folds, out_dir=args.run_dir,
+                         tta_flip=args.tta_flip, log=lambda s: print(s, file=sys.stderr))
+    for k, v in res["summary"].items():
+        print(f"{k}: {v['mean']:.4f} ± {v['std']:.4f}", file=sys.stderr)
+    _dump(res, args.out)
+
+
+def cmd_export(args, _load, _threads):
+    from workers.export import check_metadata, export_onnx, parity_check
+    from workers.training.loop import load_checkpoint
+
+    model, ck = load_checkpoint(args.checkpoint)
+    meta = ck["meta"]
+    spec = _checkpoint_spec(ck)
+    version = args.version or f"{meta['arch']}-{meta.get('dataset', 'data')}-e{ck['epoch']}"
+    path = export_onnx(model, args.out, spec, meta["classes"], meta["arch"], version,
+                       args.dataset_name or meta.get("dataset", "unknown"), tta_flip=args.tta_flip)
+    images = None
+    if args.data:
+        data = _load(args, spec)
+        images = data.images[: args.parity_images]
+    parity = parity_check(model, path, spec, images, tta_flip=args.tta_flip)
+    meta_ok = {k: v for k, v in check_metadata(path).items() if k.startswith("affectwatch.")}
+    print(f"exported {path}; ONNX Runtime vs torch max |Δlogit| = {parity['max_abs_logit_diff']:.3g}", file=sys.stderr)
+    if parity["max_abs_logit_diff"] > args.tolerance:
+        raise SystemExit(f"parity check failed: max |Δlogit| {parity['max_abs_logit_diff']:.3g} > {args.tolerance}")
+    _dump({"onnx": str(path), "parity": parity, "metadata": meta_ok})
+
+
+def cmd_build_engine(args, *_):
+    from workers.export import TensorRTUnavailable, build_tensorrt_engine
+
+    try:
+        path = build_tensorrt_engine(args.onnx, args.out, fp16=not args.fp32, max_batch=args.max_batch)
+    except TensorRTUnavailable as e:
+        raise SystemExit(str(e))
+    print(f"wrote {path}")
+
+
+def cmd_report(args, *_):
+    from workers.report import model_report
+    from workers.training.loop import load_checkpoint
+
+    model, ck = load_checkpoint(args.checkpoint)
+    rep = model_report(model, _checkpoint_spec(ck), args.onnx)
+    rep["arch"] = ck["meta"]["arch"]
+    _dump(rep, args.out)
+
+
+def add_subcommands(sub, _add_data_args, _spec_from_args, _load, _threads):
+    p = sub.add_parser("evaluate", help="metrics, confusion matrix PNG/JSON of a checkpoint on a split")
+    _add_data_args(p)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--split", default="PublicTest", help="comma-separated split names; empty for all images")
+    p.add_argument("--tta-flip", action="store_true")
+    p.add_argument("--out", default=None, help="metrics JSON; the confusion matrices go beside it")
+    p.set_defaults(func=lambda a: cmd_evaluate(a, _load, _threads))
+
+    p = sub.add_parser("crossval", help="k-fold cross-validation, mean ± std, Pearson r and Wilcoxon per fold")
+    _add_data_args(p)
+    p.add_argument("--split", default=None, help="restrict to these splits first (e.g. Training)")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--model", default="liexnet")
+    p.add_argument("--model-config", default="{}")
+    p.add_argument("--size", type=int, nargs=2, default=(48, 48))
+    p.add_argument("--color", choices=("gray", "rgb"), default="gray")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--no-augment", dest="augment", action="store_false")
+    p.add_argument("--tta-flip", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run-dir", default=None, help="keep each fold's checkpoints here")
+    p.add_argument("--out", default=None)
+    p.set_defaults(func=lambda a: cmd_crossval(a, _load, _threads, _spec_from_args))
+
+    p = sub.add_parser("export", help="ONNX with metadata, and a parity check against torch")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--version", default=None)
+    p.add_argument("--dataset-name", default=None)
+    p.add_argument("--tta-flip", action="store_true", help="bake test-time flip averaging into the graph")
+    p.add_argument("--data", default=None, help="check parity on real images from this data set too")
+    p.add_argument("--kind", default="auto")
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--skip-unknown-labels", action="store_true")
+    p.add_argument("--parity-images", type=int, default=256)
+    p.add_argument("--tolerance", type=float, default=1e-3)
+    p.set_defaults(func=lambda a: cmd_export(a, _load, _threads))
+
+    p = sub.add_parser("build-engine", help="TensorRT FP16 engine from an exported ONNX (Jetson)")
+    p.add_argument("--onnx", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--fp32", action="store_true")
+    p.add_argument("--max-batch", type=int, default=32)
+    p.set_defaults(func=cmd_build_engine)
+
+    p = sub.add_parser("report", help="parameters, FLOPs, peak inference memory, ONNX Runtime latency")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--onnx", default=None)
+    p.add_argument("--out", default=None)
+    p.set_defaults(func=cmd_report)
