@@ -32,7 +32,8 @@ class Agent:
         self.stop_event = threading.Event()
         self.outbox = Outbox(cfg.outbox_path, cfg.outbox.max_mb)
         self._loader = partial(load_model, backend=cfg.model.backend, providers=cfg.model.providers,
-                               engine=cfg.model.engine or None, threads=cfg.model.threads, valence_map=cfg.valence)
+                               engine=cfg.model.engine or None, threads=cfg.model.threads, valence_map=cfg.valence,
+                               cache_dir=cfg.state_dir / "trt-cache")
         self.store = ModelStore(cfg.state_dir, self._loader)
         clf = self.store.load_installed() or self._loader(cfg.model_path)
         self.models = ModelHolder(clf)

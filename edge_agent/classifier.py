@@ -86,11 +86,17 @@ class Backend:
 
 
 class OnnxRuntimeBackend(Backend):
-    def __init__(self, path: Path, providers=PROVIDER_ORDER, threads: int = 0):
+    def __init__(self, path: Path, providers=PROVIDER_ORDER, threads: int = 0, cache_dir: str | Path | None = None):
         import onnxruntime as ort
 
         available = set(ort.get_available_providers())
-        wanted = [p for p in providers if p in available] or ["CPUExecutionProvider"]
+        wanted: list = [p for p in providers if p in available] or ["CPUExecutionProvider"]
+        if "TensorrtExecutionProvider" in wanted and cache_dir:
+            # ONNX Runtime's TensorRT provider builds an engine when a session starts, which
+            # takes minutes on a Jetson: cache it so that only the first start pays.
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+            wanted[wanted.index("TensorrtExecutionProvider")] = ("TensorrtExecutionProvider", {
+                "trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache_dir), "trt_fp16_enable": "True"})
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         if threads:
@@ -107,7 +113,8 @@ class OnnxRuntimeBackend(Backend):
                 last_error = exc
                 if not str(exc).strip():
                     continue
-                log.warning("ONNX Runtime with %s failed: %s", wanted[i], str(exc).splitlines()[0][:200])
+                name = wanted[i][0] if isinstance(wanted[i], tuple) else wanted[i]
+                log.warning("ONNX Runtime with %s failed: %s", name, str(exc).splitlines()[0][:200])
         else:
             raise ModelError(f"{path.name}: ONNX Runtime cannot load it ({str(last_error).splitlines()[0][:300]})")
         self.provider = self.session.get_providers()[0]
@@ -124,6 +131,12 @@ class OnnxRuntimeBackend(Backend):
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch})[0]
+
+
+def _ort_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return ort.get_available_providers()
 
 
 def tensorrt_available() -> bool:
@@ -144,9 +157,13 @@ class TensorRTBackend(Backend):
     def __init__(self, engine_path: Path):
         try:
             import tensorrt as trt
-            from cuda import cudart
+
+            try:
+                from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+            except ImportError:
+                from cuda import cudart
         except Exception as exc:  # noqa: BLE001
-            raise ModelError(f"TensorRT backend unavailable: {exc}") from None
+            raise ModelError(f"TensorRT backend unavailable: {exc} (install cuda-python next to TensorRT)") from None
         self._trt, self._cudart = trt, cudart
         logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(logger)
@@ -293,17 +310,20 @@ def self_test(clf: Classifier) -> None:
 
 
 def load_model(path: str | Path, backend: str = "auto", providers=PROVIDER_ORDER, engine: str | Path | None = None,
-               threads: int = 0, valence_map: dict | None = None, version: str | None = None) -> Classifier:
+               threads: int = 0, valence_map: dict | None = None, version: str | None = None,
+               cache_dir: str | Path | None = None) -> Classifier:
     """Load, check and test-run a model file; ModelError says why one is refused."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model file {path} not found")
     digest = sha256_of(path)
-    ort_backend = OnnxRuntimeBackend(path, providers, threads)
-    labels, spec, arch, ver = read_metadata(ort_backend.metadata(), path, version)
-    info = ModelInfo(str(path), labels, spec, arch, ver, digest, ort_backend.metadata())
-    _check_shapes(ort_backend, info, path)
-    chosen: Backend = ort_backend
+    # Metadata and shapes are checked on a plain CPU session: cheap, and a file that fails
+    # here is refused before any GPU provider spends minutes building an engine for it.
+    cpu = OnnxRuntimeBackend(path, ["CPUExecutionProvider"], threads)
+    labels, spec, arch, ver = read_metadata(cpu.metadata(), path, version)
+    info = ModelInfo(str(path), labels, spec, arch, ver, digest, cpu.metadata())
+    _check_shapes(cpu, info, path)
+    chosen: Backend = cpu
     engine_path = Path(engine) if engine else path.with_suffix(".engine")
     if backend in ("auto", "tensorrt") and engine_path.is_file() and tensorrt_available():
         try:
@@ -318,6 +338,10 @@ def load_model(path: str | Path, backend: str = "auto", providers=PROVIDER_ORDER
     elif backend == "tensorrt":
         reason = "tensorrt does not import" if not tensorrt_available() else f"no engine at {engine_path}"
         raise ModelError(f"model.backend is 'tensorrt' but {reason} (run `python -m edge_agent build-engine`)")
+    if chosen is cpu and set(providers) & set(_ort_providers()) - {"CPUExecutionProvider"}:
+        accelerated = OnnxRuntimeBackend(path, providers, threads, cache_dir)
+        if accelerated.provider != "CPUExecutionProvider":
+            chosen = accelerated
     clf = Classifier(info, chosen, valence_map)
     self_test(clf)
     log.info("model %s (%s, %d classes) on %s", info.version, info.arch, len(labels), chosen.name)
