@@ -58,6 +58,8 @@ def overlay(image: np.ndarray, cam: np.ndarray, scale: int = 3, alpha: float = 0
     """A BGR picture: the face with the heat map laid over it, `scale` times larger."""
     img = image[:, :, 0] if image.shape[2] == 1 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if float(cam.max()) < 1e-6:  # no gradient reached the features: show the face only
+        alpha = 0.0
     heat = cv2.applyColorMap(np.uint8(255 * cam), cv2.COLORMAP_JET)
     out = cv2.addWeighted(img, 1 - alpha, heat, alpha, 0)
     h, w = out.shape[:2]

@@ -73,8 +73,8 @@ def job_detail(request, job_id):
     best = next((r for r in runs if r["w"] == results.get("best_w")), None)
     return render(request, "training/job.html", {
         "job": job, "runs": runs, "best": best, "base": results.get("base"), "splits": results.get("splits", []),
-        "figures": json.dumps({"roc": best["roc"] if best else {}, "confusion": best["confusion_matrix"] if best else [],
-                               "history": job.history, "labels": ["negative", "neutral", "positive"]}),
+        "figures": {"roc": best["roc"] if best else {}, "confusion": best["confusion_matrix"] if best else [],
+                    "history": job.history, "labels": ["negative", "neutral", "positive"]},
     })
 
 

@@ -14,7 +14,7 @@
       (byRun[key] = byRun[key] || {x: [], y: [], name: key, mode: "lines+markers", type: "scatter"});
       byRun[key].x.push(h.epoch); byRun[key].y.push(h.loss);
     }
-    Plotly.react("loss", Object.values(byRun), layout({xaxis: {title: "epoch"}, yaxis: {title: "weighted training loss"}}),
+    Plotly.react("loss", Object.values(byRun), layout({xaxis: {title: "epoch", tickformat: "d"}, yaxis: {title: "weighted training loss"}}),
       {displayModeBar: false, responsive: true});
     document.getElementById("loss").dataset.points = String(history.length);
   }
@@ -66,7 +66,7 @@
   }
   if (figures.confusion && figures.confusion.length) {
     const z = figures.confusion, labels = figures.labels;
-    Plotly.newPlot("confusion", [{z, x: labels, y: labels, type: "heatmap", colorscale: "Blues", showscale: false,
+    Plotly.newPlot("confusion", [{z, x: labels, y: labels, type: "heatmap", colorscale: "Blues", reversescale: true, showscale: false,
       text: z.map(r => r.map(String)), texttemplate: "%{text}"}],
       layout({xaxis: {title: "predicted"}, yaxis: {title: "true", autorange: "reversed"}}), {displayModeBar: false, responsive: true});
   }

@@ -1,0 +1,96 @@
+"""A researcher goes from a zip of consented images to a deployed model version
+through the web UI alone: upload → fine-tune job (live progress) → model version →
+deploy to a site's canary board → the canary reports it → roll-out to the rest."""
+import shutil
+from pathlib import Path
+
+import pytest
+import requests
+from django.conf import settings
+
+from apps.accounts.models import Role
+from tests.research_data import itch_zip
+
+from .conftest import login
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
+
+
+def test_researcher_zip_to_deployed_model(platform_server, celery_worker, tenant, make_user, make_device, page,
+                                          tmp_path):
+    researcher = make_user(tenant.org, Role.RESEARCHER, all_sites=True)
+    second, second_token = make_device(tenant.site, "board-2")
+    zip_path = tmp_path / "itch-pilot.zip"
+    zip_path.write_bytes(itch_zip(n=60, subjects=10, workers=5))
+    try:
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        login(page, platform_server, researcher.username)
+        nav = page.locator("nav >> text=Research")
+        if nav.count():
+            nav.first.click()
+        else:  # until the navigation links the research pages
+            page.goto(f"{platform_server.url}/research/")
+        page.fill("#new-dataset input[name=name]", "ITCH pilot")
+        page.click("#new-dataset button[type=submit]")
+        page.wait_for_selector("text=Import a zip")
+
+        page.set_input_files("#import-file", str(zip_path))
+        page.click("#import")
+        page.wait_for_selector("#last-import[data-status=accepted]")
+        assert "60 images" in page.inner_text("#counts")
+        assert page.locator("#gallery img").count() == 48  # first page of the gallery
+        page.select_option("select[name=label]", "negative")
+        page.click("text=Filter")
+        assert page.locator("#gallery img").count() == 20
+        assert page.locator("#subjects tbody tr").count() == 10
+
+        page.fill("#finetune-form input[name=epochs]", "2")
+        page.fill("#finetune-form input[name=batch_size]", "16")
+        page.fill("#finetune-form input[name=w]", "2")
+        page.click("#start-finetune")
+        page.wait_for_selector("#live[data-state=live]", timeout=15000)
+        page.wait_for_selector("#job-status[data-status=succeeded]", timeout=300000)
+        page.wait_for_selector("#model-link", timeout=30000)
+        page.wait_for_selector("#roc .main-svg", timeout=30000)  # results drawn after the reload
+        page.wait_for_selector("#confusion .main-svg")
+        assert page.locator("#sweep tbody tr").count() == 2  # w = 2 and the base model
+        assert page.locator("#gradcam img").count() > 0
+        assert int(page.get_attribute("#loss", "data-points")) == 2
+        page.screenshot(path=str(tmp_path / "job.png"), full_page=True)
+
+        page.click("#model-link")
+        page.wait_for_selector("#version-name")
+        version = page.inner_text("#version-name").split()[0]
+        page.click("#promote")
+        page.wait_for_selector("#version-status:has-text('Promoted')")
+        page.select_option("#deploy-site", str(tenant.site.id))
+        page.select_option("#deploy-canary", str(tenant.device.pk))
+        page.click("#deploy")
+        page.wait_for_selector("#deployments tr[data-status=canary]")
+
+        # The canary board's heartbeat: it is asked for the new model, downloads it, reports it.
+        hb = f"{platform_server.url}/api/v1/heartbeat/"
+        auth = {"Authorization": f"Device {tenant.token}"}
+        answer = requests.post(hb, json={"model_version": "liexnet-fer2013@1"}, headers=auth, timeout=10).json()
+        assert answer["model"]["version"] == version
+        blob = requests.get(platform_server.url + answer["model"]["url"], headers=auth, timeout=30)
+        assert blob.status_code == 200
+        import hashlib
+
+        assert hashlib.sha256(blob.content).hexdigest() == answer["model"]["sha256"]
+        requests.post(hb, json={"model_version": version}, headers=auth, timeout=10)
+        # The other board is asked for it now.
+        other = requests.post(hb, json={"model_version": "liexnet-fer2013@1"},
+                              headers={"Authorization": f"Device {second_token}"}, timeout=10).json()
+        assert other["model"]["version"] == version
+        page.reload()
+        page.wait_for_selector("#deployments tr[data-status=rolling_out]")
+        page.screenshot(path=str(tmp_path / "version.png"), full_page=True)
+        assert not errors, errors
+    finally:
+        from apps.datasets.models import Dataset
+
+        for ds in Dataset.objects.filter(organisation=tenant.org):
+            shutil.rmtree(Path(settings.MEDIA_ROOT) / "datasets" / str(ds.id), ignore_errors=True)
+        shutil.rmtree(Path(settings.MEDIA_ROOT) / "training" / str(tenant.org.id), ignore_errors=True)
