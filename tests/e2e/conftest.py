@@ -38,4 +38,4 @@ def login(page, server, username, password="a-long-test-password"):
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
-    page.wait_for_url(f"{server.url}/")
+    page.wait_for_url(lambda url: "/login/" not in url)

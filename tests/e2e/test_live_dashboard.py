@@ -26,7 +26,7 @@ def test_chart_updates_live_when_a_batch_arrives(platform_server, tenant, page, 
     page.wait_for_function("document.querySelector('#trend').dataset.points === '5'", timeout=5000)
     page.screenshot(path=str(tmp_path / "site.png"))
     # The three series are drawn.
-    assert page.locator("#trend .scatterlayer .trace").count() == 3
+    assert page.locator("#trend .barlayer .trace").count() == 3
 
 
 def test_login_required_for_site_pages(platform_server, tenant, page):

@@ -10,9 +10,11 @@
   const modeSel = document.getElementById("mode");
   const live = document.getElementById("live");
   const LABELS = ["negative", "neutral", "positive"];
+  const BUCKET_MS = { minute: 60e3, hour: 3600e3, day: 86400e3 };
   const COLORS = { negative: "#d9534f", neutral: "#8a94a6", positive: "#2e9d5b" };
   let rows = new Map(); // Unix seconds -> {t, negative, neutral, positive, suppressed}
   let bucketSize = "minute";
+  let range = null; // [since, until] of the loaded view
 
   function params(extra) {
     const p = new URLSearchParams({ hours: rangeSel.value, ...extra });
@@ -31,23 +33,22 @@
   function draw() {
     const sorted = Array.from(rows.keys()).sort((a, b) => a - b).map((k) => rows.get(k));
     const percent = modeSel.value === "percent";
+    // Stacked bars: sparse data and hidden (k-anonymity) buckets stay readable as gaps.
     const traces = LABELS.map((label) => ({
-      x: sorted.map((r) => new Date(r.t * 1000)),
+      // Bars start at the bucket's start and span it.
+      x: sorted.map((r) => new Date(r.t * 1000 + BUCKET_MS[bucketSize] / 2)),
       y: sorted.map((r) => r[label]),
+      width: BUCKET_MS[bucketSize] * 0.9,
       name: label,
-      type: "scatter",
-      mode: "lines",
-      stackgroup: "one",
-      groupnorm: percent ? "percent" : "",
-      line: { color: COLORS[label], width: 1 },
-      fillcolor: COLORS[label] + "cc",
-      hovertemplate: percent ? "%{y:.0f}% " + label + "<extra></extra>" : "%{y} " + label + "<extra></extra>",
+      type: "bar",
+      marker: { color: COLORS[label] },
+      hovertemplate: (percent ? "%{y:.0f}% " : "%{y} ") + label + "<extra></extra>",
     }));
     const layout = {
       margin: { t: 10, r: 10, b: 40, l: 55 }, height: 340, hovermode: "x unified", legend: { orientation: "h" },
-      yaxis: { title: { text: percent ? "share of faces (%)" : "faces per " + bucketSize }, rangemode: "tozero",
-               range: percent ? [0, 100] : undefined },
-      xaxis: { type: "date" },
+      barmode: "stack", barnorm: percent ? "percent" : "", bargap: 0.05,
+      yaxis: { title: { text: percent ? "share of faces (%)" : "faces per " + bucketSize }, rangemode: "tozero" },
+      xaxis: { type: "date", range: range },
     };
     Plotly.react(el, traces, layout, { displaylogo: false, responsive: true });
     el.dataset.points = String(sorted.reduce((n, r) => n + (r.suppressed ? 0 : r.negative + r.neutral + r.positive), 0));
@@ -65,6 +66,7 @@
     try {
       const data = await getJSON(`/api/v1/sites/${siteId}/trend/`, p);
       bucketSize = data.bucket;
+      range = [new Date(data.since), new Date(data.until)];
       rows = new Map();
       merge(data.series);
       draw();
@@ -82,8 +84,9 @@
       y: zones.map((z) => z.name), x: zones.map((z) => z[label]), name: label, type: "bar", orientation: "h",
       marker: { color: COLORS[label] },
     }));
-    Plotly.react(zel, traces, { barmode: "stack", barnorm: "percent", height: 60 + 40 * zones.length,
-      margin: { t: 10, r: 10, b: 30, l: 90 }, xaxis: { title: { text: "%" } }, legend: { orientation: "h" } },
+    Plotly.react(zel, traces, { barmode: "stack", barnorm: "percent", height: 110 + 40 * zones.length,
+      margin: { t: 30, r: 10, b: 30, l: 90 }, xaxis: { ticksuffix: "%" },
+      legend: { orientation: "h", y: 1.02, yanchor: "bottom" } },
       { displaylogo: false, responsive: true });
   }
 
@@ -91,10 +94,11 @@
     const hel = document.getElementById("heatmap");
     document.getElementById("heatmap-csv").href = `/api/v1/sites/${siteId}/heatmap/?format=csv`;
     const data = await getJSON(`/api/v1/sites/${siteId}/heatmap/`, new URLSearchParams());
-    Plotly.react(hel, [{ z: data.negative_share, x: data.hours.map((h) => `${h}:00`), y: data.days, type: "heatmap",
+    Plotly.react(hel, [{ z: data.negative_share, x: data.hours, y: data.days, type: "heatmap",
       colorscale: [[0, "#f4f6fa"], [1, "#d9534f"]], zmin: 0, zmax: 100, hoverongaps: false,
-      hovertemplate: "%{y} %{x}: %{z}% negative<extra></extra>", colorbar: { title: { text: "%" } } }],
-      { height: 260, margin: { t: 10, r: 10, b: 40, l: 45 }, yaxis: { autorange: "reversed" } },
+      hovertemplate: "%{y} %{x}:00 – %{z}% negative<extra></extra>", colorbar: { title: { text: "%" } } }],
+      { height: 260, margin: { t: 10, r: 10, b: 40, l: 45 }, yaxis: { autorange: "reversed" },
+        xaxis: { dtick: 3, ticksuffix: ":00", title: { text: "hour of day" } } },
       { displaylogo: false, responsive: true });
   }
 

@@ -1,0 +1,71 @@
+"""The main pages as people meet them, in headless Chromium."""
+import uuid
+from datetime import timedelta
+
+import pytest
+import requests
+from django.utils import timezone
+
+from apps.accounts.models import Role
+from apps.sites.models import Device, EnrollmentCode
+
+from .conftest import login
+
+pytestmark = pytest.mark.browser
+
+
+def post_batch(server, token, n=5, label="negative", minutes_ago=1):
+    ts = (timezone.now() - timedelta(minutes=minutes_ago)).isoformat()
+    events = [{"ts": ts, "camera": "cam0", "track": str(t), "label": label, "confidence": 0.8} for t in range(n)]
+    res = requests.post(f"{server.url}/api/v1/ingest/", json={"batch_id": str(uuid.uuid4()), "events": events},
+                        headers={"Authorization": f"Device {token}"}, timeout=10)
+    assert res.status_code == 200, res.text
+
+
+def test_overview_shows_negative_share_and_device_health(platform_server, tenant, page, tmp_path):
+    post_batch(platform_server, tenant.token, n=3, label="negative")
+    post_batch(platform_server, tenant.token, n=3, label="neutral")
+    login(page, platform_server, tenant.officer.username)
+    card = page.locator(f".site-card[data-site='{tenant.site.id}']")
+    assert card.locator(".neg-share").inner_text() == "50.0%"
+    assert "0/1 devices online" in card.inner_text()
+    page.wait_for_selector(".spark .main-svg")
+    page.screenshot(path=str(tmp_path / "overview.png"), full_page=True)
+
+
+def test_site_page_draws_zones_and_heatmap_and_offers_csv(platform_server, tenant, page, tmp_path):
+    post_batch(platform_server, tenant.token, n=4)
+    login(page, platform_server, tenant.officer.username)
+    page.goto(f"{platform_server.url}/sites/{tenant.site.id}/")
+    page.wait_for_selector("#zones .main-svg")
+    page.wait_for_selector("#heatmap .main-svg")
+    page.wait_for_function("document.querySelector('#trend').dataset.points === '4'")
+    href = page.get_attribute("#trend-csv", "href")
+    assert "format=csv" in href
+    csv_text = page.evaluate("async (u) => (await fetch(u)).text()", href)
+    assert csv_text.startswith("t,negative,neutral,positive,tracks,suppressed")
+    page.screenshot(path=str(tmp_path / "site.png"), full_page=True)
+
+
+def test_field_tech_creates_a_code_and_revokes_a_board(platform_server, tenant, make_user, page, tmp_path):
+    tech = make_user(tenant.org, Role.FIELD_TECH, sites=[tenant.site])
+    login(page, platform_server, tech.username)
+    assert page.url.endswith("/devices/")  # field techs land on their page
+    page.select_option("#enroll-site", str(tenant.site.id))
+    page.click("text=Create enrollment code")
+    code = page.locator("#new-code .secret").inner_text().split("--code ")[1].strip()
+    assert EnrollmentCode.objects.get(hint=code[-4:]).state == "open"
+    # The code enrolls a board through the real API, and the board shows up.
+    res = requests.post(f"{platform_server.url}/api/v1/enroll/", json={"code": code, "name": "new-board"}, timeout=10)
+    assert res.status_code == 201, res.text
+    page.reload()
+    assert page.locator("#devices tr", has_text="new-board").count() == 1
+    assert page.locator("#new-code").count() == 0  # the code was shown once
+    page.on("dialog", lambda d: d.accept())
+    page.locator("#devices tr", has_text=tenant.device.name).locator("text=Revoke").click()
+    page.wait_for_selector(f"tr[data-device='{tenant.device.id}'] .status >> text=revoked")
+    assert Device.objects.get(pk=tenant.device.pk).revoked_at is not None
+    page.screenshot(path=str(tmp_path / "devices.png"), full_page=True)
+    post = requests.post(f"{platform_server.url}/api/v1/ingest/", json={"batch_id": str(uuid.uuid4()), "events": []},
+                         headers={"Authorization": f"Device {tenant.token}"}, timeout=10)
+    assert post.status_code == 401
