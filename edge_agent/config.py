@@ -49,7 +49,7 @@ class ModelSection:
         default_factory=lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     )
     engine: str = ""  # a TensorRT engine built by `build-engine`; empty: <model>.engine if present
-    threads: int = 0  # ONNX Runtime intra-op threads on CPU; 0: ONNX Runtime decides
+    threads: int = 1  # ONNX Runtime CPU threads; a ~42k-parameter model needs one, the detector wants the rest
 
 
 @dataclass

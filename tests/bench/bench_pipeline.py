@@ -115,8 +115,8 @@ def main(argv=None) -> int:
     else:
         model_path, model_note = build_standin(TMP / "liexnet-standin.onnx"), \
             "a stand-in with LiExNet's layers and cost (the trained model was not in edge_agent/models/ yet)"
-    clf = load_model(model_path)
     cfg = from_dict({})
+    clf = load_model(model_path, threads=cfg.model.threads)
     faces = [img for _, img in load_fer_faces(fer, 4, seed=0, detectable_by=HaarDetector())]
     videos = {}
     for n in (1, 4):
