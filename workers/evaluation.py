@@ -1,8 +1,8 @@
 """Metrics for a classifier's logits, as the issue and the LiExNet paper report them.
 
-3-class figures group both labels and predictions by valence (DESIGN's default map):
-a 7-class prediction counts as its class's valence, which is what the edge agent
-streams.
+3-class figures group labels by valence (DESIGN's default map) and predictions by
+summing class probabilities per valence group and taking the largest sum — what the
+edge agent's `Classifier.valence` streams.
 """
 from __future__ import annotations
 
@@ -74,7 +74,9 @@ def evaluate_logits(y_true, logits, classes, valence_map=None) -> dict:
     }
     vi = _valence_index(classes, valence_map or DEFAULT_VALENCE_MAP)
     if vi is not None:
-        vt, vp = vi[y_true], vi[y_pred]
+        group = np.zeros((k, len(VALENCE_CLASSES)))
+        group[np.arange(k), vi] = 1.0
+        vt, vp = vi[y_true], (prob @ group).argmax(1)
         neg = VALENCE_CLASSES.index("negative")
         out["valence"] = {
             "classes": list(VALENCE_CLASSES),

@@ -1,0 +1,190 @@
+"""Importers: FER2013 (zip, folder, csv), folder-per-class sets, manifests, the cache."""
+import csv
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_agent.labels import FER2013_CLASSES, VALENCE_CLASSES
+from edge_agent.preprocess import PreprocessSpec, to_model_pixels
+from workers.data import ImportError_, load_dataset
+from workers.data.fer2013 import read_fer2013_csv, read_fer2013_folder, read_fer2013_zip
+from workers.data.folders import read_class_folders
+from workers.data.loader import detect_kind
+from workers.data.manifest import read_manifest
+from workers.data.synthetic import (
+    write_class_folders,
+    write_fer2013_csv,
+    write_fer2013_folder,
+    write_fer2013_zip,
+    write_manifest,
+)
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
+FER_ZIP = SHARED / "fer2013" / "fer2013.zip"
+
+
+def _check_fer(data, n_per_class):
+    assert data.images.dtype == np.uint8 and data.images.shape[1:] == (48, 48, 1)
+    assert data.classes == FER2013_CLASSES
+    for split in ("Training", "PublicTest", "PrivateTest"):
+        part = data.where_split(split)
+        assert part.class_counts().tolist() == [n_per_class] * 7
+    assert data.report.read == len(data) == 3 * 7 * n_per_class
+
+
+def test_fer2013_zip_folder_and_csv_read_the_same_images(tmp_path):
+    z = read_fer2013_zip(write_fer2013_zip(tmp_path / "fer.zip", 3))
+    f = read_fer2013_folder(write_fer2013_folder(tmp_path / "tree", 3))
+    c = read_fer2013_csv(write_fer2013_csv(tmp_path / "fer2013.csv", 3))
+    for data in (z, f, c):
+        _check_fer(data, 3)
+    # Same pixels whatever the container (PNG is lossless); order by split then class.
+    def key(d):
+        order = np.lexsort((d.labels, d.split))
+        return d.images[order], d.labels[order]
+    for other in (f, c):
+        assert np.array_equal(key(z)[1], key(other)[1])
+        assert np.array_equal(key(z)[0], key(other)[0])
+
+
+def test_kaggle_folder_names_map_onto_fer2013_order(tmp_path):
+    data = read_fer2013_zip(write_fer2013_zip(tmp_path / "fer.zip", 1))
+    # Folder "neutral" must become class 6 and "sad" class 4 (FER2013 order), not folder order.
+    happy = data.where_split("Training")
+    assert sorted(happy.labels.tolist()) == list(range(7))
+    assert FER2013_CLASSES.index("neutral") == 6
+
+
+def test_unknown_class_folder_is_a_clear_error_or_skipped_and_counted(tmp_path):
+    _, ok = cv2.imencode(".png", np.full((48, 48), 128, np.uint8))
+    path = write_fer2013_zip(tmp_path / "fer.zip", 2, extra={"train/contempt/Training_9.png": ok.tobytes()})
+    with pytest.raises(ImportError_, match=r"unknown class folder\(s\) \['contempt'\]"):
+        read_fer2013_zip(path)
+    data = read_fer2013_zip(path, strict_labels=False)
+    assert data.report.skipped["unknown label"] == 1
+    assert len(data) == 3 * 7 * 2
+
+
+def test_corrupt_images_are_skipped_with_a_count(tmp_path):
+    path = write_fer2013_zip(tmp_path / "fer.zip", 2, extra={
+        "train/happy/Training_bad1.jpg": b"not a jpeg at all",
+        "test/sad/PublicTest_bad2.jpg": b"",
+    })
+    data = read_fer2013_zip(path)
+    assert data.report.skipped["corrupt image"] == 2
+    assert len(data) == 3 * 7 * 2
+    assert "2 corrupt image" in data.report.summary() and "_bad" in data.report.summary()
+
+
+def test_not_a_zip_and_wrong_layout_are_errors(tmp_path):
+    bad = tmp_path / "broken.zip"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ImportError_, match="not a readable zip"):
+        read_fer2013_zip(bad)
+    flat = tmp_path / "flat.zip"
+    with zipfile.ZipFile(flat, "w") as z:
+        z.writestr("happy/1.png", b"x")
+    with pytest.raises(ImportError_, match="no images in the train/<class>/"):
+        read_fer2013_zip(flat)
+
+
+def test_fer2013_csv_rejects_bad_rows(tmp_path):
+    good = {"emotion": 3, "pixels": " ".join(["100"] * 2304), "Usage": "Training"}
+    short = {"emotion": 3, "pixels": "1 2 3", "Usage": "Training"}
+    text = {"emotion": 3, "pixels": "a b c d", "Usage": "Training"}
+    data = read_fer2013_csv(write_fer2013_csv(tmp_path / "a.csv", 1, extra_rows=[good, short, text]))
+    assert data.report.skipped["corrupt image"] == 2
+    assert len(data) == 3 * 7 + 1
+    with pytest.raises(ImportError_, match=r"emotion '9' is not 0..6"):
+        read_fer2013_csv(write_fer2013_csv(tmp_path / "b.csv", 1, extra_rows=[{**good, "emotion": 9}]))
+    missing = tmp_path / "c.csv"
+    missing.write_text("emotion,pixels\n3,1 2 3\n")
+    with pytest.raises(ImportError_, match=r"missing column\(s\) \['Usage'\]"):
+        read_fer2013_csv(missing)
+
+
+def test_class_folders_resize_colour_and_map_labels(tmp_path):
+    root = write_class_folders(tmp_path / "ck", ["anger", "happiness", "surprise", "contempt"], 3, size=64)
+    with pytest.raises(ImportError_, match="contempt"):
+        read_class_folders(root)
+    skipped = read_class_folders(root, strict_labels=False)
+    assert skipped.report.skipped["unknown label"] == 3 and len(skipped) == 9
+    mapped = read_class_folders(root, label_map={"contempt": "disgust"})
+    assert len(mapped) == 12 and mapped.images.shape[1:] == (48, 48, 1)
+    assert sorted(set(mapped.labels.tolist())) == sorted(
+        FER2013_CLASSES.index(c) for c in ("angry", "happy", "surprise", "disgust"))
+    rgb = read_class_folders(root, spec=PreprocessSpec(color="rgb", mean=(0.5,) * 3, std=(0.5,) * 3),
+                             label_map={"contempt": "disgust"})
+    assert rgb.images.shape[1:] == (48, 48, 3)
+
+
+def test_class_folders_with_split_folders(tmp_path):
+    write_class_folders(tmp_path / "set" / "train", ["happy", "sad"], 2)
+    write_class_folders(tmp_path / "set" / "val", ["happy", "sad"], 1)
+    data = read_class_folders(tmp_path / "set")
+    assert sorted(set(data.split)) == ["train", "val"]
+    assert len(data.where_split("val")) == 2
+
+
+def test_manifest_reads_worker_flags_and_skips_missing_files(tmp_path):
+    path = write_manifest(tmp_path / "itch", n_per_class=4)
+    rows = list(csv.DictReader(open(path)))
+    (path.parent / rows[0]["path"]).unlink()  # a missing file
+    (path.parent / rows[1]["path"]).write_bytes(b"garbage")  # a corrupt one
+    data = read_manifest(path)
+    assert data.classes == VALENCE_CLASSES
+    assert len(data) == 10
+    assert data.report.skipped == {"missing file": 1, "corrupt image": 1}
+    assert data.is_worker.dtype == bool and data.is_worker.any() and not data.is_worker.all()
+    assert set(data.subject_id) <= {f"S{i:02d}" for i in range(6)}
+
+
+def test_manifest_errors_name_the_row(tmp_path):
+    path = write_manifest(tmp_path / "itch", n_per_class=1)
+    text = path.read_text().splitlines()
+    path.write_text("\n".join(text + ["images/0000.png,furious,1,S01"]) + "\n")
+    with pytest.raises(ImportError_, match=r"manifest.csv:5: unknown label 'furious'"):
+        read_manifest(path)
+    assert len(read_manifest(path, strict_labels=False)) == 3
+    path.write_text("\n".join(text + ["images/0000.png,positive,maybe,S01"]) + "\n")
+    with pytest.raises(ImportError_, match="is_worker must be"):
+        read_manifest(path)
+    path.write_text("path,label\nimages/0000.png,positive\n")
+    with pytest.raises(ImportError_, match="missing column"):
+        read_manifest(path)
+
+
+def test_detect_kind_and_cache_round_trip(tmp_path):
+    z = write_fer2013_zip(tmp_path / "fer.zip", 1)
+    assert detect_kind(z) == "fer2013-zip"
+    assert detect_kind(write_fer2013_csv(tmp_path / "fer2013.csv", 1)) == "fer2013-csv"
+    assert detect_kind(write_manifest(tmp_path / "m", n_per_class=1)) == "manifest"
+    assert detect_kind(write_fer2013_folder(tmp_path / "tree", 1)) == "fer2013-folder"
+    assert detect_kind(write_class_folders(tmp_path / "ck", ["happy"], 1)) == "folders"
+    with pytest.raises(ImportError_, match="no such file"):
+        detect_kind(tmp_path / "nope")
+    cache = tmp_path / "cache"
+    first = load_dataset(z, cache_dir=cache)
+    assert len(list(cache.glob("*.npz"))) == 1
+    second = load_dataset(z, cache_dir=cache)
+    assert second.report is None  # came from the cache, not the importer
+    assert np.array_equal(first.images, second.images) and np.array_equal(first.split, second.split)
+    load_dataset(z, cache_dir=cache, spec=PreprocessSpec(size=(32, 32)))
+    assert len(list(cache.glob("*.npz"))) == 2  # another spec, another cache entry
+
+
+@pytest.mark.skipif(not FER_ZIP.exists(), reason="shared FER2013 zip not present")
+def test_real_fer2013_images_decode_to_model_pixels():
+    from workers.data.decode import decode_image
+
+    spec = PreprocessSpec()
+    with zipfile.ZipFile(FER_ZIP) as z:
+        names = [n for n in z.namelist() if n.endswith(".jpg")][:5]
+        for n in names:
+            raw = cv2.imdecode(np.frombuffer(z.read(n), np.uint8), cv2.IMREAD_GRAYSCALE)
+            img = decode_image(z.read(n), spec)
+            assert img.shape == (48, 48, 1)
+            assert np.array_equal(img, to_model_pixels(raw, spec))
