@@ -134,9 +134,13 @@ class BaseModel:
 
 def load_base(weights: str | Path | None = None, card: dict | None = None) -> BaseModel:
     """The model a fine-tune starts from: a checkpoint written by `fit` (best.pt / last.pt
-    or a registry's weights.pt), else the shipped model's weights, else a fresh LiExNet
-    from the registry (the lineage then says so)."""
-    candidates = [Path(weights)] if weights else list(DEFAULT_WEIGHTS_CANDIDATES)
+    or a registry's weights.pt); else the shipped model's weights (where its model card's
+    `weights` / `checkpoint` key points, or the usual places); else a fresh LiExNet from
+    the registry (the lineage then says so)."""
+    card = card or {}
+    named = [card.get(k) for k in ("weights", "checkpoint", "torch_weights") if isinstance(card.get(k), str)]
+    candidates = [Path(weights)] if weights else [
+        p if p.is_absolute() else EDGE_MODELS / p for p in map(Path, named)] + list(DEFAULT_WEIGHTS_CANDIDATES)
     for path in candidates:
         if path.is_file():
             ck = torch.load(path, map_location="cpu", weights_only=False)
@@ -150,7 +154,6 @@ def load_base(weights: str | Path | None = None, card: dict | None = None) -> Ba
             )
         if weights:
             raise FinetuneError(f"base weights {path} not found")
-    card = card or {}
     spec = PreprocessSpec.from_dict(card["preprocess"]) if "preprocess" in card else PreprocessSpec()
     classes = tuple(card.get("labels") or card.get("classes") or ())
     if not classes:

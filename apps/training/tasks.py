@@ -191,6 +191,13 @@ def _run(job: FineTuneJob, beat: _Heartbeat, log_line) -> ModelVersion:
         base = ft.load_base(artifact_path(job.base.weights_file))
     else:
         card = {"preprocess": base_version.preprocess, "labels": base_version.labels} if base_version else None
+        if base_version and base_version.card_file and artifact_path(base_version.card_file).is_file():
+            import json
+
+            try:
+                card = {**json.loads(artifact_path(base_version.card_file).read_text()), **card}
+            except ValueError:
+                pass
         base = ft.load_base(card=card)
     log_line(f"base model: {base_version.version if base_version else 'LiExNet'} (weights: {base.source})")
     params = ft.FinetuneParams(**job.params)

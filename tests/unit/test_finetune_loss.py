@@ -73,3 +73,27 @@ def test_replace_head_gives_three_outputs_and_keeps_the_features():
     assert model.eval()(torch.zeros(2, 1, 48, 48)).shape == (2, 3)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_kfold_sweep_scores_every_fold_and_w_and_retrains_the_chosen_w_on_all_images():
+    from workers.finetune import BaseModel, FinetuneParams, finetune
+    from edge_agent.preprocess import PreprocessSpec
+
+    torch.set_num_threads(1)  # tiny batches: more threads only contend
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (36, 48, 48, 1), dtype=np.uint8)
+    labels = np.arange(36) % 3
+    subjects = np.array([f"S{i % 6}" for i in range(36)])
+    workers = np.array([int(s[1:]) < 3 for s in subjects])
+    base = BaseModel("liexnet", {"num_classes": 7}, None,
+                     ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"), PreprocessSpec(), "test")
+    seen = []
+    res = finetune(images, labels, workers, subjects, base,
+                   FinetuneParams(epochs=1, batch_size=8, worker_weights=[1.0, 3.0], split="kfold", folds=2,
+                                  augment=False),
+                   on_progress=seen.append)
+    assert [r["w"] for r in res.runs] == [1.0, 3.0]
+    assert all(len(r["folds"]) == 2 for r in res.runs)
+    assert {(p["w"], p["fold"]) for p in seen} == {(w, k) for w in (1.0, 3.0) for k in (1, 2)} | {(res.best_w, "all")}
+    assert seen[-1]["runs"] == 5  # 2 w × 2 folds + the final model on all images
+    assert res.model.eval()(torch.zeros(1, 1, 48, 48)).shape == (1, 3)
