@@ -160,6 +160,24 @@ def celery_worker(_celery_worker, transactional_db):
 
 # --- tenants and users ----------------------------------------------------------------
 
+def api_as(user):
+    """A REST client acting as `user`."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def page_as(user):
+    """A browser-less page client logged in as `user`."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client
+
+
 @pytest.fixture
 def make_org(db):
     from apps.accounts.models import Organisation

@@ -1,30 +1,22 @@
 from django.contrib.auth.models import AnonymousUser
-from rest_framework import authentication, exceptions
+from rest_framework import exceptions
 from rest_framework.permissions import BasePermission
 
-from apps.accounts.secrets import hash_secret
+from apps.accounts.authentication import HashedSecretAuthentication
 
 from .models import Device
 
 
-class DeviceTokenAuthentication(authentication.BaseAuthentication):
+class DeviceTokenAuthentication(HashedSecretAuthentication):
     """`Authorization: Device <token>`: request.auth is the Device."""
 
     keyword = "Device"
 
-    def authenticate(self, request):
-        header = authentication.get_authorization_header(request).decode(errors="replace").split()
-        if not header or header[0] != self.keyword:
-            return None
-        if len(header) != 2:
-            raise exceptions.AuthenticationFailed("malformed Authorization header")
-        device = Device.objects.select_related("site", "organisation").filter(token_hash=hash_secret(header[1])).first()
+    def authenticate_hash(self, secret_hash):
+        device = Device.objects.select_related("site", "organisation").filter(token_hash=secret_hash).first()
         if device is None or not device.active:
             raise exceptions.AuthenticationFailed("unknown or revoked device token")
         return AnonymousUser(), device
-
-    def authenticate_header(self, request):
-        return self.keyword
 
 
 class IsDevice(BasePermission):

@@ -6,6 +6,7 @@ from rest_framework.test import APIClient
 
 from apps.accounts.models import ApiToken, Role
 from apps.accounts.secrets import new_secret
+from tests.conftest import api_as, page_as
 
 pytestmark = pytest.mark.django_db
 
@@ -57,18 +58,6 @@ def world(tenant, make_org, make_site, make_user, make_device):
               if role != Role.API_CONSUMER}
     ids = {"site": tenant.site.id, "device": tenant.device.id, "token": token.id}
     return tenant, ours, theirs, ids, rival_site
-
-
-def api_as(user):
-    c = APIClient()
-    c.force_authenticate(user)
-    return c
-
-
-def page_as(user):
-    c = Client()
-    c.force_login(user)
-    return c
 
 
 @pytest.mark.parametrize("method, path, allowed, wrong", API)

@@ -10,6 +10,8 @@ from apps.accounts.secrets import new_secret
 from apps.alerts import evaluation
 from apps.alerts.models import Alert, AlertRule, AlertState
 
+from tests.conftest import api_as, page_as
+
 from .alerts_support import feed, make_rule
 
 pytestmark = pytest.mark.django_db
@@ -56,18 +58,6 @@ def world(tenant, make_org, make_site, make_user):
     theirs = {r: make_user(rival, r, username=f"theirs-{r}", all_sites=True, password=None) for r in (SO, AD)}
     ids = {"site": tenant.site.id, "rule": rule.id, "alert": alert.id}
     return tenant, ours, theirs, ids, rival_site
-
-
-def api_as(user):
-    c = APIClient()
-    c.force_authenticate(user)
-    return c
-
-
-def page_as(user):
-    c = Client()
-    c.force_login(user)
-    return c
 
 
 def call(client, method, url, body, api):
