@@ -67,7 +67,7 @@ class SampleSerializer(serializers.ModelSerializer):
         fields = ["id", "dataset", "subject", "is_worker", "label", "context", "width", "height", "sha256",
                   "original_name", "created_at", "image_url"]
 
-    def get_image_url(self, obj):
+    def get_image_url(self, obj) -> str:
         return f"/api/v1/samples/{obj.id}/image/"
 
 

@@ -28,7 +28,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
                   "dataset", "dataset_name", "hyperparameters", "metrics", "sha256", "size", "status",
                   "promoted_at", "created_at", "shipped", "artifacts"]
 
-    def get_artifacts(self, obj):
+    def get_artifacts(self, obj) -> dict:
         base = f"/api/v1/model-versions/{obj.id}/artifacts"
         out = {"onnx": f"{base}/onnx/"}
         if obj.weights_file:
