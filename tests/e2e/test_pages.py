@@ -69,3 +69,13 @@ def test_field_tech_creates_a_code_and_revokes_a_board(platform_server, tenant, 
     post = requests.post(f"{platform_server.url}/api/v1/ingest/", json={"batch_id": str(uuid.uuid4()), "events": []},
                          headers={"Authorization": f"Device {tenant.token}"}, timeout=10)
     assert post.status_code == 401
+
+
+def test_api_docs_render_without_any_cdn(platform_server, tenant, page):
+    outside = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(platform_server.url) else None)
+    login(page, platform_server, tenant.officer.username)
+    page.goto(f"{platform_server.url}/api/v1/docs/")
+    page.wait_for_selector(".swagger-ui .opblock", timeout=20000)
+    assert page.locator(".opblock-summary-path", has_text="/api/v1/ingest/").count() >= 1
+    assert outside == []
