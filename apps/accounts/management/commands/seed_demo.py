@@ -1,6 +1,7 @@
 """Creates (once) a demo organisation with sites, zones, simulated devices and one user
 per role. Passwords are generated and printed the first time only; device tokens are
-rotated on every run and written to var/demo-devices.json (0600) for the simulator."""
+rotated on every run and written to var/demo-devices.json (0600) for the simulator, whose
+heartbeats announce the cameras."""
 import json
 import secrets
 
@@ -11,7 +12,7 @@ from django.db import transaction
 
 from apps.accounts.models import Membership, Organisation, Role
 from apps.sites.enrollment import rotate_token
-from apps.sites.models import Camera, Device, Site, Zone
+from apps.sites.models import Device, Site, Zone
 
 DEMO_SITES = {
     "assembly-hall": ("Assembly Hall", ["Line 1", "Line 2"]),
@@ -40,10 +41,7 @@ class Command(BaseCommand):
                 device, _ = Device.objects.get_or_create(
                     site=sites[slug], name=name, defaults={"organisation": org, "zone": zone, "simulated": True}
                 )
-                for cam in ("cam0", "cam1"):
-                    Camera.objects.get_or_create(device=device, name=cam)
-                devices.append({"id": str(device.id), "name": name, "site": slug, "token": rotate_token(device),
-                                "cameras": ["cam0", "cam1"]})
+                devices.append({"id": str(device.id), "name": name, "site": slug, "token": rotate_token(device)})
             created = []
             User = get_user_model()
             for username, role in DEMO_USERS:
