@@ -16,7 +16,7 @@ from .classifier import Classifier, crop_face
 from .config import Config
 from .detectors import FaceDetector, make_detector
 from .smoothing import TrackSmoother
-from .sources import CameraReader, Frame, RateMeter
+from .sources import STALL_S, CameraReader, Frame, RateMeter
 from .tracking import FaceTracker
 
 log = logging.getLogger(__name__)
@@ -181,13 +181,15 @@ class CameraWorker:
 
     def health(self) -> dict:
         status = self.reader.status
-        if status == "error" or self.error:
+        stalled = self.reader.stalled_for()
+        if status == "error" or self.error or stalled > STALL_S:
             status = "error"
         elif status == "ended":
             status = "stopped"  # a file that has played to its end
         h = {"status": status,
              "fps": round(self.fps.rate(), 1), "faces": self.pipeline.faces,
              "dropped_frames": self.reader.frames_dropped}
-        if self.reader.error or self.error:
-            h["error"] = (self.reader.error or self.error)[:300]  # the protocol's limit
+        error = self.reader.error or self.error or (f"no frame for {stalled:.0f} s" if stalled > STALL_S else None)
+        if error:
+            h["error"] = error[:300]  # the protocol's limit
         return h

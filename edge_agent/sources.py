@@ -66,6 +66,10 @@ def resolve_source(cam: CameraSection) -> tuple[str, object]:
     return kind, src
 
 
+OPEN_TIMEOUT_MS = 10_000
+READ_TIMEOUT_MS = 5_000
+STALL_S = 10.0  # a camera "ok" that has not delivered a frame for this long is reported as stalled
+
 _BACKENDS = {"index": cv2.CAP_ANY, "v4l2": cv2.CAP_V4L2, "rtsp": cv2.CAP_FFMPEG, "file": cv2.CAP_ANY,
              "gstreamer": cv2.CAP_GSTREAMER}
 
@@ -78,7 +82,12 @@ def open_capture(cam: CameraSection) -> cv2.VideoCapture:
     if kind == "gstreamer" and not re.search(r"GStreamer:\s+YES", cv2.getBuildInformation()):
         raise OSError("cannot open a GStreamer pipeline: this OpenCV build has no GStreamer support "
                       "(on a Jetson use the system python3-opencv from JetPack)")
-    cap = cv2.VideoCapture(arg, _BACKENDS[kind])
+    if kind == "rtsp":
+        # FFmpeg waits 30 s by default on a dead network camera; fail sooner and retry.
+        cap = cv2.VideoCapture(arg, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS,
+                                                     cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS])
+    else:
+        cap = cv2.VideoCapture(arg, _BACKENDS[kind])
     if not cap.isOpened():
         cap.release()
         raise OSError(f"cannot open {redact(cam.source)}")
@@ -146,6 +155,7 @@ class CameraReader:
         self.frames_read = 0
         self.frames_dropped = 0  # stale frames replaced before the pipeline took them
         self.reconnects = 0
+        self.last_frame_at: float | None = None
         self.read_rate = RateMeter()
         self._latest: Frame | None = None
         self._taken_seq = 0
@@ -166,6 +176,12 @@ class CameraReader:
             self._thread.join(timeout)
         if self.status not in ("ended",):
             self.status = "stopped"
+
+    def stalled_for(self) -> float:
+        """Seconds since the last frame of a camera that is supposed to be delivering."""
+        if self.status != "ok" or self.last_frame_at is None:
+            return 0.0
+        return time.monotonic() - self.last_frame_at
 
     @property
     def finished(self) -> bool:
@@ -200,6 +216,7 @@ class CameraReader:
                 self.frames_dropped += 1
             self.frames_read += 1
             self._latest = Frame(image, self.frames_read, time.time())
+            self.last_frame_at = time.monotonic()
             self._cond.notify_all()
         self.read_rate.tick()
 
@@ -220,6 +237,7 @@ class CameraReader:
                 self.reconnects += 1
                 log.info("camera %s: reconnected", self.name)
             self.status, self.error = "ok", None
+            self.last_frame_at = time.monotonic()
             period = 0.0
             if is_file and self.cam.realtime:
                 fps = cap.get(cv2.CAP_PROP_FPS) or 0.0

@@ -186,3 +186,11 @@ def test_camera_passwords_never_reach_logs_or_heartbeats():
 
     assert redact("cannot open rtsp://admin:s3cret@10.0.0.5:554/s1") == "cannot open rtsp://admin:***@10.0.0.5:554/s1"
     assert redact("rtsp://10.0.0.5/s1") == "rtsp://10.0.0.5/s1"
+
+
+def test_a_camera_that_stops_delivering_is_reported(clf):
+    reader = CameraReader(CameraSection(name="c", source="rtsp://10.0.0.9/s"))
+    worker = CameraWorker(reader, FramePipeline("c", from_dict({}), ModelHolder(clf), lambda ev: None))
+    reader.status, reader.last_frame_at = "ok", time.monotonic() - 25
+    health = worker.health()
+    assert health["status"] == "error" and health["error"] == "no frame for 25 s"
