@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import copy
 import os
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from .labels import DEFAULT_VALENCE_MAP, VALENCE_CLASSES
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (JetPack 6's system Python)
+    import tomli as tomllib
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "liexnet-fer2013.onnx"
 
