@@ -157,7 +157,11 @@ class Publisher:
         try:
             data = r.json()
         except ValueError:
-            data = {}
+            data = None
+        if not isinstance(data, dict) or str(data.get("batch_id")) != batch_id:
+            # A 200 that is not the ingest API's answer (a captive portal, a misrouted proxy)
+            # proves nothing was stored: keep the batch.
+            return self._retry(f"ingest answered 200 without acknowledging batch {batch_id}: {r.text[:120]!r}")
         rejected = data.get("rejected") or []
         for item in rejected:
             try:

@@ -161,3 +161,16 @@ def test_linger_gathers_events_into_few_requests(tmp_path, peer):
         pub.stop()
     assert sorted(e["n"] for e in peer.events) == list(range(10))
     assert len(peer.batches) <= 2
+
+
+def test_a_200_that_is_not_an_acknowledgement_keeps_the_batch(tmp_path):
+    from tests.unit.test_edge_helpers import Peer
+
+    p = Peer(lambda m, path, h, b: (200, {"Content-Type": "text/html"}, b"<html>Welcome to the guest Wi-Fi</html>"))
+    try:
+        box, pub = make(tmp_path, p.url)
+        box.put(ev(0))
+        assert pub.send_once() > 0
+        assert box.depth() == 1 and "without acknowledging" in pub.last_error
+    finally:
+        p.close()
