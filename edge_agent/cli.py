@@ -117,7 +117,12 @@ def cmd_bench(args) -> int:
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    import onnxruntime
+
+    from .classifier import tensorrt_available
+
     result = {"model": clf.version, "backend": clf.backend.name,
+              "available": {"onnxruntime": onnxruntime.get_available_providers(), "tensorrt": tensorrt_available()},
               "inference": bench_model(clf, tuple(int(b) for b in args.batches.split(",")), args.repeat)}
     if args.video:
         result["video"] = {f"detect_every_{k}": bench_video(args.video, cfg, clf, k, args.frames)
