@@ -13,7 +13,7 @@ import requests
 
 from .classifier import ModelError, load_model
 from .client import Credentials, device_session
-from .config import Config, apply_remote
+from .config import REMOTE_KEYS, Config, apply_remote
 from .outbox import Outbox
 from .pipeline import CameraWorker, FramePipeline, ModelHolder
 from .model_store import ModelStore, origin_of
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 class Agent:
     def __init__(self, cfg: Config, creds: Credentials | None):
         self.cfg = cfg
+        self.file_cfg = cfg  # the config file as written; server overrides apply on top of it
         self.creds = creds
         self.started = time.monotonic()
         self.run_id = uuid.uuid4().hex[:6]
@@ -149,7 +150,7 @@ class Agent:
             answer = r.json() or {}
         except ValueError:
             answer = {}
-        if answer.get("config"):
+        if isinstance(answer.get("config"), dict):
             self.apply_config(answer["config"])
         if answer.get("model"):
             self.update_model(answer["model"])
@@ -163,14 +164,19 @@ class Agent:
         self.heartbeat_error = message
 
     def apply_config(self, overrides: dict) -> None:
-        new, changed, ignored = apply_remote(self.cfg, overrides)
+        """The server sends all of its overrides every time: they apply on top of the
+        config file, so an override the server drops reverts to the file's value."""
+        new, _, ignored = apply_remote(self.file_cfg, overrides)
         for line in ignored:
             if line not in self.config_ignored:
                 log.warning("remote config ignored: %s", line)
         self.config_ignored = ignored
+        changed = [key for key, (section, attr) in REMOTE_KEYS.items()
+                   if getattr(getattr(new, section), attr) != getattr(getattr(self.cfg, section), attr)]
         if not changed:
             return
-        log.info("remote config: %s", ", ".join(f"{k}={overrides[k]!r}" for k in changed))
+        log.info("remote config: %s", ", ".join(
+            f"{k}={getattr(getattr(new, REMOTE_KEYS[k][0]), REMOTE_KEYS[k][1])!r}" for k in changed))
         self.cfg = new
         for w in self.workers:
             w.pipeline.configure(new)

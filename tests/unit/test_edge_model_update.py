@@ -107,6 +107,10 @@ def test_heartbeat_reports_health_applies_config_and_keeps_the_old_model_on_a_ba
         assert agent.models.current.version == "tiny@1"
         assert agent.heartbeat_once()
         assert "sha256 mismatch" in beats[1][1]["model_error"]
+        # Overrides the server drops revert to the config file's values.
+        answer["config"] = {"detect_every": 3}
+        assert agent.heartbeat_once()
+        assert agent.cfg.detector.detect_every == 3 and agent.cfg.smoothing.emit_interval_s == 1.0
         # The server corrects the checksum: the new model is swapped in.
         answer["model"]["sha256"] = sha(new)
         assert agent.heartbeat_once()
