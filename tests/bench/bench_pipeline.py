@@ -75,6 +75,23 @@ def build_standin(path: Path) -> Path:
     return path
 
 
+def untrained_liexnet(path: Path) -> tuple[Path, str]:
+    """Speed does not depend on the weights: LiExNet as training exports it, untrained,
+    when torch is here; otherwise a stand-in of the same layers built with onnx alone."""
+    missing = "the trained model was not in edge_agent/models/ yet"
+    try:
+        from edge_agent.labels import FER2013_CLASSES
+        from edge_agent.preprocess import PreprocessSpec
+        from workers.export import export_onnx
+        from workers.models.liexnet import LiExNet
+    except ImportError:
+        return build_standin(path.with_name("liexnet-standin.onnx")), \
+            f"a stand-in with LiExNet's layers and cost built with onnx ({missing}; torch not installed)"
+    if not path.exists():
+        export_onnx(LiExNet(), path, PreprocessSpec(), FER2013_CLASSES, "liexnet", "liexnet-untrained@0", "none")
+    return path, f"LiExNet exported by workers/export.py with untrained weights ({missing}); speed does not depend on weights"
+
+
 def machine() -> dict:
     cpu = platform.processor() or platform.machine()
     try:
@@ -113,8 +130,7 @@ def main(argv=None) -> int:
     if SHIPPED.exists():
         model_path, model_note = SHIPPED, "the shipped model"
     else:
-        model_path, model_note = build_standin(TMP / "liexnet-standin.onnx"), \
-            "a stand-in with LiExNet's layers and cost (the trained model was not in edge_agent/models/ yet)"
+        model_path, model_note = untrained_liexnet(TMP / "liexnet-untrained.onnx")
     cfg = from_dict({})
     clf = load_model(model_path, threads=cfg.model.threads)
     faces = [img for _, img in load_fer_faces(fer, 4, seed=0, detectable_by=HaarDetector())]
