@@ -113,6 +113,8 @@ def _per_block(value, n: int, name: str) -> tuple[int, ...]:
 
 
 class LiExNet(nn.Module):
+    channels_last_ok = True  # trains ~20% faster on CPU in channels_last (see training.loop)
+
     def __init__(
         self,
         num_classes: int = 7,

@@ -91,7 +91,7 @@ def cmd_train(args):
         "arch": args.model, "model_config": model_config, "classes": list(data.classes),
         "preprocess": spec.to_dict(), "dataset": args.dataset_name or data.name,
         "train_split": args.train_split, "val_split": args.val_split,
-        "command": "python -m workers.training " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "command": "python -m workers.training " + " ".join(shlex.quote(a) for a in args.argv),
     }
     res = fit(
         model, train.images, train.labels, val.images if val else None, val.labels if val else None,
@@ -148,7 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # recorded in checkpoints: the exact command that made them
     args.func(args)
 
 

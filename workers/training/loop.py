@@ -173,8 +173,11 @@ def fit(
             num_classes = int(model(torch.from_numpy(normalize(train_images[:2], spec))).shape[1])
     if int(train_labels.max()) >= num_classes or int(train_labels.min()) < 0:
         raise TrainingError(f"labels must lie in 0..{num_classes - 1}")
-    # channels_last runs the small convolutions ~20% faster on CPU; weights are unchanged.
-    model.to(memory_format=torch.channels_last)
+    # channels_last runs LiExNet's small convolutions ~20% faster on CPU. Opt-in per
+    # network: torch 2.13's CPU backward segfaults on some channels_last ResNets
+    # (e.g. resnet_face_small with widths 8-16).
+    memory_format = torch.channels_last if getattr(model, "channels_last_ok", False) else torch.contiguous_format
+    model.to(memory_format=memory_format)
     bs = min(cfg.batch_size, n)
     steps = n // bs  # drop the ragged last batch: BatchNorm needs more than one image
     opt = _optimizer(model, cfg)
@@ -234,7 +237,7 @@ def fit(
             x = torch.from_numpy(normalize(train_images[idx.numpy()], spec))
             y = labels_t[idx]
             w = weights[idx]
-            x = augment_batch(x, cfg.augment, g).contiguous(memory_format=torch.channels_last)
+            x = augment_batch(x, cfg.augment, g).contiguous(memory_format=memory_format)
             q = soft_targets(y, num_classes, cfg.label_smoothing)
             if cfg.mixup_alpha > 0:
                 x, q, perm, lam = mixup(x, q, cfg.mixup_alpha, g)

@@ -1,0 +1,154 @@
+"""The training loop and CLI on small made-up data: the loss falls, --resume continues
+the same run, cancellation and callbacks work, the losses match their formulas."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from workers.data.synthetic import pattern_images, write_fer2013_zip
+from workers.models import create_model
+from workers.training.__main__ import main as cli
+from workers.training.augment import AugmentConfig, augment_batch
+from workers.training.loop import TrainConfig, TrainingError, load_checkpoint
+from workers.training.losses import class_balanced_weights, distillation_loss, soft_targets, weighted_cross_entropy
+
+from edge_agent.preprocess import PreprocessSpec, normalize
+
+FAST = dict(batch_size=8, lr=1e-2, schedule="constant", augment=AugmentConfig.off())
+SPEC = PreprocessSpec(size=(24, 24))  # small images keep the tests fast; 24 px still passes 4 pools
+
+
+@pytest.fixture(scope="module")
+def toy():
+    imgs, labels = pattern_images(16, 3, size=24, seed=1)
+    val_imgs, val_labels = pattern_images(6, 3, size=24, seed=2)
+    return imgs[..., None], labels, val_imgs[..., None], val_labels
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return create_model("liexnet", num_classes=3, input_size=(24, 24))
+
+
+def fit(*args, **kw):
+    from workers.training.loop import fit as _fit
+
+    kw.setdefault("spec", SPEC)
+    return _fit(*args, **kw)
+
+
+def test_loss_falls_and_validation_beats_chance(toy, tmp_path):
+    x, y, vx, vy = toy
+    seen = []
+    res = fit(_model(), x, y, vx, vy, config=TrainConfig(epochs=8, **FAST), out_dir=tmp_path,
+              progress=False, on_epoch=seen.append, log=lambda s: None)
+    losses = [m.train_loss for m in res.history]
+    assert [m.epoch for m in seen] == list(range(1, 9))
+    assert losses[-1] < 0.7 * losses[0]
+    assert max(m.val_accuracy for m in res.history) > 0.6  # chance is 1/3
+    assert (tmp_path / "last.pt").exists() and res.checkpoint == tmp_path / "best.pt"
+    ck = torch.load(tmp_path / "best.pt", weights_only=False)
+    assert ck["epoch"] == res.best_epoch
+    assert ck["best_metric"] == pytest.approx(max(m.val_accuracy for m in res.history))
+
+
+def test_resume_continues_the_same_run(toy, tmp_path):
+    x, y, vx, vy = toy
+    cfg = TrainConfig(epochs=3, **{**FAST, "augment": AugmentConfig()}, label_smoothing=0.1)
+    whole = _model()
+    fit(whole, x, y, vx, vy, config=cfg, out_dir=tmp_path / "whole", progress=False, log=lambda s: None)
+
+    # Interrupt after epoch 1 (a cancelled epoch leaves the last complete checkpoint)...
+    done = []
+    part = _model()
+    res = fit(part, x, y, vx, vy, config=cfg, out_dir=tmp_path / "split", progress=False, log=lambda s: None,
+              on_epoch=done.append, should_stop=lambda: len(done) >= 1)
+    assert res.cancelled and [m.epoch for m in res.history] == [1]
+    # ...then resume in a fresh model object, as a new process would.
+    logs = []
+    resumed = _model(seed=123)  # different init: the checkpoint must overwrite it
+    res2 = fit(resumed, x, y, vx, vy, config=cfg, out_dir=tmp_path / "split", resume=True,
+               progress=False, log=logs.append)
+    assert any("resumed" in s and "after epoch 1" in s for s in logs)
+    assert [m.epoch for m in res2.history] == [1, 2, 3]
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_resume_refuses_a_different_schedule(toy, tmp_path):
+    x, y, _, _ = toy
+    fit(_model(), x, y, config=TrainConfig(epochs=1, **FAST), out_dir=tmp_path, progress=False, log=lambda s: None)
+    with pytest.raises(TrainingError, match="made for 1 epochs"):
+        fit(_model(), x, y, config=TrainConfig(epochs=3, **FAST), out_dir=tmp_path, resume=True,
+            progress=False, log=lambda s: None)
+
+
+def test_sample_weights_zero_out_images(toy):
+    x, y, _, _ = toy
+    # With weight 0 on every image of class 2, the network never learns class 2.
+    w = (y != 2).astype(np.float32)
+    m = _model()
+    fit(m, x, y, sample_weight=w, config=TrainConfig(epochs=8, **FAST), progress=False, log=lambda s: None)
+    m.eval()
+    with torch.no_grad():
+        pred = m(torch.from_numpy(normalize(x, SPEC))).argmax(1).numpy()
+    assert not (pred == 2).any()
+    assert (pred[y != 2] == y[y != 2]).mean() > 0.8
+
+
+def test_labels_out_of_range_are_rejected(toy):
+    x, y, _, _ = toy
+    with pytest.raises(TrainingError, match="labels must lie in 0..2"):
+        fit(_model(), x, y + 1, config=TrainConfig(epochs=1, **FAST), progress=False, log=lambda s: None)
+
+
+def test_losses_follow_their_formulas():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]])
+    y = torch.tensor([0, 2])
+    assert weighted_cross_entropy(logits, soft_targets(y, 3)).item() == pytest.approx(F.cross_entropy(logits, y).item())
+    smoothed = weighted_cross_entropy(logits, soft_targets(y, 3, 0.1)).item()
+    assert smoothed == pytest.approx(F.cross_entropy(logits, y, label_smoothing=0.1).item(), rel=1e-6)
+    w = torch.tensor([2.0, 0.5])
+    per = F.cross_entropy(logits, y, reduction="none")
+    assert weighted_cross_entropy(logits, soft_targets(y, 3), w).item() == pytest.approx(((per * w).sum() / 2).item())
+    teacher = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 3.0]])
+    q = soft_targets(y, 3)
+    assert distillation_loss(logits, teacher, q, 0.0, 4.0).item() == pytest.approx(F.cross_entropy(logits, y).item())
+    t = 4.0
+    kl = F.kl_div(F.log_softmax(logits / t, 1), F.softmax(teacher / t, 1), reduction="batchmean").item()
+    assert distillation_loss(logits, teacher, q, 1.0, t).item() == pytest.approx(t * t * kl, rel=1e-5)
+    cb = class_balanced_weights([1000, 10, 100])
+    assert cb[1] > cb[2] > cb[0] and cb.mean() == pytest.approx(1.0)
+
+
+def test_augmentation_keeps_shape_and_is_seeded():
+    x = torch.randn(8, 1, 48, 48)
+    a = augment_batch(x, AugmentConfig(), torch.Generator().manual_seed(5))
+    b = augment_batch(x, AugmentConfig(), torch.Generator().manual_seed(5))
+    c = augment_batch(x, AugmentConfig(), torch.Generator().manual_seed(6))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(augment_batch(x, AugmentConfig.off(), torch.Generator()), x)
+
+
+def test_distillation_from_a_teacher_checkpoint_through_the_cli(tmp_path, capsys):
+    data = write_fer2013_zip(tmp_path / "fer.zip", n_per_class=3)
+    common = ["--data", str(data), "--cache-dir", str(tmp_path / "cache"), "--batch-size", "8",
+              "--no-progress", "--lr", "5e-3", "--threads", "1"]
+    cli(["train", *common, "--model", "resnet_face_small", "--epochs", "1",
+         "--model-config", '{"widths": [8, 8, 16, 16], "blocks_per_stage": 1}', "--out", str(tmp_path / "teacher")])
+    cli(["train", *common, "--epochs", "2", "--out", str(tmp_path / "student"),
+         "--teacher", str(tmp_path / "teacher" / "best.pt"), "--distill-alpha", "0.7", "--mixup", "0.2",
+         "--class-balanced", "--label-smoothing", "0.1"])
+    out = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(out[-1])
+    assert result["checkpoint"].endswith("best.pt")
+    model, ck = load_checkpoint(tmp_path / "student" / "best.pt")
+    assert ck["meta"]["arch"] == "liexnet" and ck["meta"]["classes"][0] == "angry"
+    assert "--teacher" in ck["meta"]["command"]
+    # --resume of a finished run trains nothing more and keeps the history.
+    cli(["train", *common, "--epochs", "2", "--out", str(tmp_path / "student"), "--resume",
+         "--teacher", str(tmp_path / "teacher" / "best.pt"), "--distill-alpha", "0.7"])
+    assert len(torch.load(tmp_path / "student" / "last.pt", weights_only=False)["history"]) == 2
