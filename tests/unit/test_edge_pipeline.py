@@ -194,3 +194,22 @@ def test_a_camera_that_stops_delivering_is_reported(clf):
     reader.status, reader.last_frame_at = "ok", time.monotonic() - 25
     health = worker.health()
     assert health["status"] == "error" and health["error"] == "no frame for 25 s"
+
+
+def test_an_offline_agent_runs_several_cameras_into_its_outbox(tmp_path):
+    import json
+    import sqlite3
+
+    from edge_agent.agent import Agent
+
+    video = scene_video(tmp_path / "v.mp4", 2, 75)
+    cfg = from_dict({"agent": {"state_dir": str(tmp_path / "state")},
+                     "model": {"path": str(build_tiny_model(tmp_path / "m.onnx"))},
+                     "smoothing": {"emit_interval_s": 0.5},
+                     "cameras": [{"name": "a", "source": str(video)}, {"name": "b", "source": str(video)}]})
+    agent = Agent(cfg, None)
+    agent.run_forever()  # returns when both files have played
+    db = sqlite3.connect(tmp_path / "state" / "outbox.sqlite3")
+    events = [json.loads(b) for (b,) in db.execute("SELECT body FROM events")]
+    assert {e["camera"] for e in events} == {"a", "b"}
+    assert len({(e["camera"], e["track"]) for e in events}) >= 4
