@@ -42,17 +42,27 @@ class InputMatch(nn.Module):
         self.eval_blur = float(eval_blur)
         # Not persistent: the kernels follow from the config, so eval_blur can change
         # after training without touching the checkpoint's state_dict.
-        self.register_buffer("k_train", gaussian_kernel_1d(train_blur) if train_blur > 0 else torch.ones(1), persistent=False)
-        self.register_buffer("k_eval", gaussian_kernel_1d(eval_blur) if eval_blur > 0 else torch.ones(1), persistent=False)
+        # Separable Gaussian as two depthwise convolutions with fixed, fully shaped
+        # kernels (the ONNX exporter needs static kernel shapes).
+        self.register_buffer("k_train", self._kernel(train_blur), persistent=False)
+        self.register_buffer("k_eval", self._kernel(eval_blur), persistent=False)
+
+    def _kernel(self, sigma: float) -> torch.Tensor:
+        k = gaussian_kernel_1d(sigma) if sigma > 0 else torch.ones(1)
+        return k.view(1, 1, 1, -1).repeat(self.channels, 1, 1, 1).contiguous()
+
+    def set_eval_blur(self, sigma: float):
+        """Change the inference-time blur (e.g. after tuning it on validation data)."""
+        self.eval_blur = float(sigma)
+        self.k_eval = self._kernel(sigma).to(self.k_train.device)
 
     def _blur(self, x, k):
-        if k.numel() == 1:
+        if k.shape[-1] == 1:
             return x
-        r = k.numel() // 2
-        c = x.shape[1]
+        r = k.shape[-1] // 2
         x = F.pad(x, (r, r, r, r), mode="reflect")
-        x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-        return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+        x = F.conv2d(x, k, groups=self.channels)
+        return F.conv2d(x, k.transpose(2, 3).contiguous(), groups=self.channels)
 
     def forward(self, x):
         x = self._blur(x, self.k_train if self.training else self.k_eval)

@@ -1,0 +1,155 @@
+"""Export to ONNX (metadata, dynamic batch, parity with torch), the TensorRT builder's
+refusal off-Jetson, evaluation metrics, cross-validation and the cost report."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edge_agent.labels import FER2013_CLASSES
+from edge_agent.preprocess import PreprocessSpec, normalize
+from workers.crossval import cross_validate
+from workers.data import ImageSet
+from workers.data.synthetic import pattern_images
+from workers.evaluation import evaluate_logits, save_confusion
+from workers.export import (
+    METADATA_KEYS,
+    TensorRTUnavailable,
+    build_tensorrt_engine,
+    check_metadata,
+    export_onnx,
+    onnx_session,
+    parity_check,
+)
+from workers.models import create_model
+from workers.report import count_flops, model_report
+from workers.training.augment import AugmentConfig
+from workers.training.loop import TrainConfig
+
+SPEC = PreprocessSpec()
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = create_model("liexnet", input_match={"train_blur": 1.0, "eval_blur": 2.0})
+    # Non-trivial BN statistics, so parity covers them.
+    m.train()
+    with torch.no_grad():
+        for _ in range(3):
+            m(torch.randn(16, 1, 48, 48))
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def images():
+    imgs, _ = pattern_images(3, 7, seed=3)
+    return imgs[..., None]
+
+
+@pytest.mark.parametrize("tta_flip", [False, True])
+def test_export_carries_complete_metadata_and_matches_torch(model, images, tmp_path, tta_flip):
+    path = export_onnx(model, tmp_path / "m.onnx", SPEC, FER2013_CLASSES, "liexnet", "liexnet-fer2013@7",
+                       "fer2013", tta_flip=tta_flip)
+    meta = check_metadata(path)
+    assert set(METADATA_KEYS) <= set(meta)
+    assert meta["labels"] == list(FER2013_CLASSES)
+    assert meta["spec"] == SPEC
+    assert json.loads(meta["affectwatch.preprocess"])["size"] == [48, 48]
+    assert meta["affectwatch.arch"] == ("liexnet+flip" if tta_flip else "liexnet")
+    assert meta["affectwatch.version"] == "liexnet-fer2013@7"
+    assert meta["affectwatch.dataset"] == "fer2013"
+    parity = parity_check(model, path, SPEC, images, tta_flip=tta_flip)
+    assert parity["max_abs_logit_diff"] < 1e-4
+    assert parity["argmax_agreement"] == 1.0
+    # The batch axis is dynamic, and the export is the eval-mode graph (blur included).
+    sess = onnx_session(path)
+    x = normalize(images[:5], SPEC)
+    out = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    assert out.shape == (5, 7)
+    model.train()
+    with torch.no_grad():
+        train_mode = model(torch.from_numpy(x)).numpy()
+    model.eval()
+    assert np.abs(out - train_mode).max() > 1e-3 or tta_flip
+
+
+def test_missing_metadata_is_reported(model, tmp_path):
+    import onnx
+
+    path = export_onnx(model, tmp_path / "m.onnx", SPEC, FER2013_CLASSES, "liexnet", "1", "fer2013")
+    m = onnx.load(str(path))
+    keep = [p for p in m.metadata_props if p.key != "affectwatch.dataset"]
+    del m.metadata_props[:]
+    m.metadata_props.extend(keep)
+    onnx.save(m, str(path))
+    with pytest.raises(ValueError, match=r"missing metadata \['affectwatch.dataset'\]"):
+        check_metadata(path)
+
+
+def test_tensorrt_builder_says_why_not_here(model, tmp_path):
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        path = export_onnx(model, tmp_path / "m.onnx", SPEC, FER2013_CLASSES, "liexnet", "1", "fer2013")
+        with pytest.raises(TensorRTUnavailable, match="TensorRT is not available here.*Jetson"):
+            build_tensorrt_engine(path, tmp_path / "m.engine")
+    else:  # pragma: no cover - only where TensorRT is installed
+        path = export_onnx(model, tmp_path / "m.onnx", SPEC, FER2013_CLASSES, "liexnet", "1", "fer2013")
+        assert build_tensorrt_engine(path, tmp_path / "m.engine").stat().st_size > 0
+
+
+def test_metrics_on_known_predictions(tmp_path):
+    classes = list(FER2013_CLASSES)  # angry disgust fear happy sad surprise neutral
+    y = np.array([0, 0, 3, 3, 6, 6, 4, 5])
+    pred = np.array([0, 2, 3, 5, 6, 3, 4, 5])  # 5 right; 0→2 stays negative, 3→5 stays positive
+    logits = np.full((8, 7), -5.0)
+    logits[np.arange(8), pred] = 5.0
+    r = evaluate_logits(y, logits, classes)
+    assert r["accuracy"] == pytest.approx(5 / 8)
+    assert r["confusion_matrix"][0][2] == 1 and r["confusion_matrix"][6][3] == 1
+    assert r["per_class"]["angry"] == {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3), "support": 2}
+    assert r["per_class"]["happy"]["precision"] == 0.5
+    # valence: negative {0,0,4}, positive {3,3,5}, neutral {6,6}; only neutral→happy is wrong.
+    assert r["valence"]["accuracy"] == pytest.approx(7 / 8)
+    assert r["valence"]["negative_recall"] == 1.0
+    assert -1 <= r["mcc"] <= 1 and r["mcc"] > 0.5
+    assert r["auc_ovr"]["disgust"] is None  # no disgust images: undefined, not a crash
+    assert r["auc_ovr"]["angry"] == pytest.approx(0.75)
+    assert r["pearson_r"] > 0.5 and r["wilcoxon_p"] is not None
+    files = save_confusion(r, tmp_path)
+    assert {f.name for f in files} == {"confusion.json", "confusion.png", "confusion-valence.json", "confusion-valence.png"}
+    assert json.loads((tmp_path / "confusion.json").read_text())["matrix"] == r["confusion_matrix"]
+    perfect = evaluate_logits(y, np.eye(7)[y] * 10, classes)
+    assert perfect["accuracy"] == 1.0 and perfect["wilcoxon_p"] is None  # all differences are zero
+
+
+def test_crossval_reports_mean_std_and_per_fold_statistics():
+    spec = PreprocessSpec(size=(24, 24))
+    imgs, labels = pattern_images(8, 3, size=24, seed=4)
+    data = ImageSet(imgs[..., None], labels, ("negative", "neutral", "positive"))
+    cfg = TrainConfig(epochs=4, batch_size=8, lr=1e-2, schedule="constant", augment=AugmentConfig.off())
+    res = cross_validate(data, "liexnet", {"num_classes": 3, "input_size": (24, 24)}, cfg, spec, folds=3,
+                         log=lambda s: None)
+    assert len(res["folds"]) == 3
+    assert sum(f["n"] for f in res["folds"]) == 24
+    for f in res["folds"]:
+        assert {"pearson_r", "wilcoxon_p", "accuracy", "macro_f1"} <= set(f)
+    s = res["summary"]["accuracy"]
+    accs = [f["accuracy"] for f in res["folds"]]
+    assert s["mean"] == pytest.approx(np.mean(accs)) and s["std"] == pytest.approx(np.std(accs, ddof=1))
+    assert "valence_accuracy" in res["summary"]
+
+
+def test_report_counts_parameters_flops_and_memory(model, tmp_path):
+    flops = count_flops(model, SPEC)
+    assert count_flops(model, SPEC, batch=4) == 4 * flops
+    tiny = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(4 * 48 * 48, 7))
+    assert count_flops(tiny, SPEC) == 2 * (4 * 9 * 48 * 48) + 2 * (4 * 48 * 48 * 7)
+    path = export_onnx(model, tmp_path / "m.onnx", SPEC, FER2013_CLASSES, "liexnet", "1", "fer2013")
+    rep = model_report(model, SPEC, path)
+    assert rep["parameters"] == sum(p.numel() for p in model.parameters())
+    mem = rep["peak_inference_memory"]
+    assert mem["weight_bytes"] >= 4 * rep["parameters"]
+    assert mem["activation_peak_bytes"] >= 4 * 24 * 48 * 48  # the first block's output at least
+    assert rep["onnxruntime_latency_batch1"]["median_ms"] > 0
