@@ -7,9 +7,11 @@ from .models import Camera, Device
 
 
 class CameraHealthSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["ok", "error", "starting", "stopped"], default="ok")
+    status = serializers.ChoiceField(choices=["ok", "error", "starting", "stopped", "ended"], default="ok")
     fps = serializers.FloatField(min_value=0, required=False, allow_null=True)
     error = serializers.CharField(required=False, allow_blank=True, max_length=300)
+    faces = serializers.IntegerField(min_value=0, required=False)
+    dropped_frames = serializers.IntegerField(min_value=0, required=False)
 
 
 class HeartbeatSerializer(serializers.Serializer):
@@ -18,7 +20,10 @@ class HeartbeatSerializer(serializers.Serializer):
     model_error = serializers.CharField(required=False, allow_blank=True, max_length=500)
     backend = serializers.CharField(required=False, allow_blank=True, max_length=100)
     queue_depth = serializers.IntegerField(min_value=0, required=False)
-    dropped = serializers.IntegerField(min_value=0, required=False)
+    dropped = serializers.IntegerField(min_value=0, required=False, help_text="events the outbox dropped (disk budget)")
+    rejected = serializers.IntegerField(min_value=0, required=False, help_text="events the server refused")
+    publish_error = serializers.CharField(required=False, allow_blank=True, max_length=500)
+    config_error = serializers.CharField(required=False, allow_blank=True, max_length=500)
     cameras = serializers.DictField(child=CameraHealthSerializer(), required=False)
 
     def validate_cameras(self, value):
