@@ -1,6 +1,7 @@
 """A researcher goes from a zip of consented images to a deployed model version
 through the web UI alone: upload → fine-tune job (live progress) → model version →
 deploy to a site's canary board → the canary reports it → roll-out to the rest."""
+import os
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
 def test_researcher_zip_to_deployed_model(platform_server, celery_worker, tenant, make_user, make_device, page,
                                           tmp_path):
+    shots = Path(os.environ.get("AFFECTWATCH_SCREENSHOTS", tmp_path))
     researcher = make_user(tenant.org, Role.RESEARCHER, all_sites=True)
     second, second_token = make_device(tenant.site, "board-2")
     zip_path = tmp_path / "itch-pilot.zip"
@@ -44,6 +46,7 @@ def test_researcher_zip_to_deployed_model(platform_server, celery_worker, tenant
         page.click("text=Filter")
         assert page.locator("#gallery img").count() == 20
         assert page.locator("#subjects tbody tr").count() == 10
+        page.screenshot(path=str(shots / "dataset.png"), full_page=True)
 
         page.fill("#finetune-form input[name=epochs]", "2")
         page.fill("#finetune-form input[name=batch_size]", "16")
@@ -57,7 +60,7 @@ def test_researcher_zip_to_deployed_model(platform_server, celery_worker, tenant
         assert page.locator("#sweep tbody tr").count() == 2  # w = 2 and the base model
         assert page.locator("#gradcam img").count() > 0
         assert int(page.get_attribute("#loss", "data-points")) == 2
-        page.screenshot(path=str(tmp_path / "job.png"), full_page=True)
+        page.screenshot(path=str(shots / "job.png"), full_page=True)
 
         page.click("#model-link")
         page.wait_for_selector("#version-name")
@@ -86,7 +89,7 @@ def test_researcher_zip_to_deployed_model(platform_server, celery_worker, tenant
         assert other["model"]["version"] == version
         page.reload()
         page.wait_for_selector("#deployments tr[data-status=rolling_out]")
-        page.screenshot(path=str(tmp_path / "version.png"), full_page=True)
+        page.screenshot(path=str(shots / "version.png"), full_page=True)
         assert not errors, errors
     finally:
         from apps.datasets.models import Dataset
