@@ -87,6 +87,12 @@ def cmd_train(args):
         teacher, _ = load_checkpoint(args.teacher)
     torch.manual_seed(args.seed)
     model = create_model(args.model, **model_config)  # re-create after seeding: same init every run
+    if args.init:
+        # Start from another run's weights with a fresh optimiser and schedule
+        # (a warm restart, or fine-tuning); the architecture must match.
+        init = torch.load(args.init, map_location="cpu", weights_only=False)
+        model.load_state_dict(init["model"])
+        print(f"initialised from {args.init} (epoch {init.get('epoch')})", file=sys.stderr)
     meta = {
         "arch": args.model, "model_config": model_config, "classes": list(data.classes),
         "preprocess": spec.to_dict(), "dataset": args.dataset_name or data.name,
@@ -129,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-balanced", action="store_true", help="class-balanced loss weights (Cui et al.)")
     p.add_argument("--no-augment", dest="augment", action="store_false")
     p.add_argument("--erase", type=float, default=0.5, help="random erasing probability")
+    p.add_argument("--init", default=None, help="start from this checkpoint's weights (fresh optimiser and schedule)")
     p.add_argument("--teacher", default=None, help="teacher checkpoint for knowledge distillation")
     p.add_argument("--distill-alpha", type=float, default=0.5)
     p.add_argument("--distill-temperature", type=float, default=4.0)

@@ -110,6 +110,26 @@ def cmd_report(args, *_):
     _dump(rep, args.out)
 
 
+def cmd_ship(args, _load, _threads):
+    import shlex
+
+    from edge_agent.preprocess import PreprocessSpec
+    from workers.model_card import ship
+    from workers.training.loop import load_checkpoint
+
+    _threads(args)
+    _, ck = load_checkpoint(args.checkpoint)
+    data = _load(args, PreprocessSpec.from_dict(ck["meta"]["preprocess"]))
+    notes = json.loads(Path(args.notes).read_text()) if args.notes else None
+    card = ship(
+        args.checkpoint, data, args.onnx, args.card, args.weights, args.val_split, args.test_split,
+        tta_flip=not args.no_flip, version=args.version, notes=notes, confusion_dir=args.confusion_dir,
+        ship_command="python -m workers.training " + " ".join(shlex.quote(a) for a in args.argv),
+        log=lambda s: print(s, file=sys.stderr),
+    )
+    _dump(card["headline"])
+
+
 def add_subcommands(sub, _add_data_args, _spec_from_args, _load, _threads):
     p = sub.add_parser("evaluate", help="metrics, confusion matrix PNG/JSON of a checkpoint on a split")
     _add_data_args(p)
@@ -158,6 +178,20 @@ def add_subcommands(sub, _add_data_args, _spec_from_args, _load, _threads):
     p.add_argument("--fp32", action="store_true")
     p.add_argument("--max-batch", type=int, default=32)
     p.set_defaults(func=cmd_build_engine)
+
+    p = sub.add_parser("ship", help="tune the eval blur on validation, test once, export ONNX + model card")
+    _add_data_args(p)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--onnx", required=True)
+    p.add_argument("--card", required=True, help="model card JSON path")
+    p.add_argument("--weights", default=None, help="also save the torch state_dict here")
+    p.add_argument("--val-split", default="PublicTest")
+    p.add_argument("--test-split", default="PrivateTest")
+    p.add_argument("--no-flip", action="store_true", help="do not bake test-time flip into the ONNX graph")
+    p.add_argument("--version", default="liexnet-fer2013@1")
+    p.add_argument("--notes", default=None, help="JSON merged into the card (what was tried, and what it gave)")
+    p.add_argument("--confusion-dir", default=None)
+    p.set_defaults(func=lambda a: cmd_ship(a, _load, _threads))
 
     p = sub.add_parser("report", help="parameters, FLOPs, peak inference memory, ONNX Runtime latency")
     p.add_argument("--checkpoint", required=True)
