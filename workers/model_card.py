@@ -87,8 +87,15 @@ def ship(
                        tta_flip=tta_flip)
     parity = parity_check(model, path, spec, test.images[:256], tta_flip=tta_flip)
     if weights_out:
+        # A checkpoint in `fit`'s format, with the tuned front end in its config, so
+        # fine-tuning (workers.finetune.load_base) and the benchmark start from the
+        # exact network that was shipped.
         Path(weights_out).parent.mkdir(parents=True, exist_ok=True)
-        torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, weights_out)
+        torch.save({
+            "model": {k: v.contiguous() for k, v in model.state_dict().items()},
+            "meta": {**meta, "model_config": model_config, "version": version},
+            "epoch": ck["epoch"], "config": ck.get("config"),
+        }, weights_out)
     flops = count_flops(model, spec)
     card = {
         "name": Path(onnx_out).stem,
@@ -125,6 +132,7 @@ def ship(
             "onnxruntime_cpu_throughput_batch64": onnx_latency(path, spec, 64, runs=30, threads=2),
         },
         "parity": parity,
+        "weights": Path(weights_out).name if weights_out else None,
         "commands": {"train": meta.get("command"), "ship": ship_command},
         "training_history": ck.get("history"),
         **(notes or {}),

@@ -4,8 +4,8 @@
 
 Batch-1 latency (the edge case: one face at a time) and batch-64 throughput (a crowded
 frame, or offline scoring) of edge_agent/models/liexnet-fer2013.onnx in ONNX Runtime and
-of the same network in torch eager mode (weights from workers/models/weights/, built from
-the model card's architecture config), in one run, with the same thread count. Each
+of the same network in torch eager mode (the trainer's checkpoint shipped beside it,
+liexnet-fer2013.pt), in one run, with the same thread count. Each
 repeat times many calls; the reported figure is the median over repeats. Writes
 bench-results/model.json and bench-results/model.md.
 """
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "bench-results"
 SHIPPED = ROOT / "edge_agent" / "models" / "liexnet-fer2013.onnx"
 CARD = SHIPPED.with_suffix(".json")
-WEIGHTS = ROOT / "workers" / "models" / "weights" / "liexnet-fer2013.pt"
+WEIGHTS = SHIPPED.with_suffix(".pt")  # the trainer's checkpoint of the shipped network
 
 
 def machine() -> dict:
@@ -56,11 +56,14 @@ def torch_model(meta: dict, card_path: Path, weights_path: Path):
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
     arch = meta["affectwatch.arch"]
     base = arch.removesuffix("+flip")
-    model = create_model(base, **card.get("model_config", {}))
-    source = "random weights (no trained weights found; speed does not depend on them)"
     if weights_path.exists():
-        model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+        ck = torch.load(weights_path, map_location="cpu", weights_only=False)
+        model = create_model(ck["meta"]["arch"], **ck["meta"]["model_config"])
+        model.load_state_dict(ck["model"])
         source = str(weights_path.relative_to(ROOT)) if weights_path.is_relative_to(ROOT) else str(weights_path)
+    else:
+        model = create_model(base, **card.get("model_config", {}))
+        source = "random weights (no trained weights found; speed does not depend on them)"
     model.eval()
     return (FlipAveraged(model) if arch.endswith("+flip") else model), source
 
