@@ -100,9 +100,12 @@ def version_detail(request, version_id):
             card = json.loads(registry.artifact_path(mv.card_file).read_text())
         except ValueError:
             card = None
+    for dep in deployments:  # where each board of the site stands
+        dep.boards = [{"name": d.name, "runs": d.model_version or "—", "asked": d.desired_model_version,
+                       "canary": d.pk == dep.canary_id, "online": d.online}
+                      for d in Device.objects.filter(site=dep.site, revoked_at__isnull=True)]
     return render(request, "training/version.html", {
         "mv": mv, "sites": sites, "deployments": deployments, "job": mv.jobs.first(),
-        "devices": {d.pk: d for d in Device.objects.filter(site__in=sites)},
         "card": json.dumps(card, indent=1) if card else None,
     })
 

@@ -77,12 +77,18 @@ def test_researcher_zip_to_deployed_model(platform_server, celery_worker, tenant
         auth = {"Authorization": f"Device {tenant.token}"}
         answer = requests.post(hb, json={"model_version": "liexnet-fer2013@1"}, headers=auth, timeout=10).json()
         assert answer["model"]["version"] == version
-        blob = requests.get(platform_server.url + answer["model"]["url"], headers=auth, timeout=30)
-        assert blob.status_code == 200
-        import hashlib
+        # The edge agent's own update code: download with the device token, verify the
+        # sha256, load and test-run, swap.
+        from edge_agent.classifier import load_model
+        from edge_agent.model_store import ModelStore
 
-        assert hashlib.sha256(blob.content).hexdigest() == answer["model"]["sha256"]
-        requests.post(hb, json={"model_version": version}, headers=auth, timeout=10)
+        session = requests.Session()
+        session.headers.update(auth)
+        store = ModelStore(tmp_path / "agent-state", load_model)
+        clf = store.update(session, platform_server.url + answer["model"]["url"], version, answer["model"]["sha256"])
+        assert clf.version == version and clf.labels == ("negative", "neutral", "positive")
+        assert store.installed()["version"] == version
+        requests.post(hb, json={"model_version": clf.version}, headers=auth, timeout=10)
         # The other board is asked for it now.
         other = requests.post(hb, json={"model_version": "liexnet-fer2013@1"},
                               headers={"Authorization": f"Device {second_token}"}, timeout=10).json()
