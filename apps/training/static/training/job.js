@@ -14,7 +14,7 @@
       (byRun[key] = byRun[key] || {x: [], y: [], name: key, mode: "lines+markers", type: "scatter"});
       byRun[key].x.push(h.epoch); byRun[key].y.push(h.loss);
     }
-    Plotly.react("loss", Object.values(byRun), layout({xaxis: {title: "epoch", tickformat: "d"}, yaxis: {title: "weighted training loss"}}),
+    Plotly.react("loss", Object.values(byRun), layout({xaxis: {title: "epoch", dtick: 1}, yaxis: {title: "weighted training loss"}}),
       {displayModeBar: false, responsive: true});
     document.getElementById("loss").dataset.points = String(history.length);
   }
@@ -66,8 +66,8 @@
   }
   if (figures.confusion && figures.confusion.length) {
     const z = figures.confusion, labels = figures.labels;
-    Plotly.newPlot("confusion", [{z, x: labels, y: labels, type: "heatmap", colorscale: "Blues", reversescale: true, showscale: false,
-      text: z.map(r => r.map(String)), texttemplate: "%{text}"}],
+    Plotly.newPlot("confusion", [{z, x: labels, y: labels, type: "heatmap", colorscale: [[0, "#f5f8ff"], [1, "#2f5fd0"]], showscale: false,
+      text: z.map(r => r.map(String)), texttemplate: "%{text}", textfont: {color: "#1d2330"}}],
       layout({xaxis: {title: "predicted"}, yaxis: {title: "true", autorange: "reversed"}}), {displayModeBar: false, responsive: true});
   }
   connect();
