@@ -26,6 +26,16 @@ from workers.report import count_flops, model_report
 from workers.training.augment import AugmentConfig
 from workers.training.loop import TrainConfig
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    # Tiny tensors: one thread avoids OpenMP spin-waiting against other busy processes.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 SPEC = PreprocessSpec()
 
 
@@ -125,11 +135,11 @@ def test_metrics_on_known_predictions(tmp_path):
 
 
 def test_crossval_reports_mean_std_and_per_fold_statistics():
-    spec = PreprocessSpec(size=(24, 24))
-    imgs, labels = pattern_images(8, 3, size=24, seed=4)
+    spec = PreprocessSpec(size=(16, 16))
+    imgs, labels = pattern_images(8, 3, size=16, seed=4)
     data = ImageSet(imgs[..., None], labels, ("negative", "neutral", "positive"))
-    cfg = TrainConfig(epochs=4, batch_size=8, lr=1e-2, schedule="constant", augment=AugmentConfig.off())
-    res = cross_validate(data, "liexnet", {"num_classes": 3, "input_size": (24, 24)}, cfg, spec, folds=3,
+    cfg = TrainConfig(epochs=2, batch_size=8, lr=1e-2, schedule="constant", augment=AugmentConfig.off())
+    res = cross_validate(data, "liexnet", {"num_classes": 3, "input_size": (16, 16)}, cfg, spec, folds=3,
                          log=lambda s: None)
     assert len(res["folds"]) == 3
     assert sum(f["n"] for f in res["folds"]) == 24

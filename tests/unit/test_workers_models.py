@@ -6,6 +6,16 @@ from workers.models import count_parameters, create_model, list_models
 from workers.models.liexnet import EfficientChannelAttention, LiExNet, eca_kernel_size
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    # Tiny tensors: one thread avoids OpenMP spin-waiting against other busy processes.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+
 def test_default_liexnet_is_under_50k_parameters_and_outputs_logits():
     m = create_model("liexnet")
     assert 40_000 <= count_parameters(m) <= 50_000

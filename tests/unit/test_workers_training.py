@@ -17,20 +17,30 @@ from workers.training.losses import class_balanced_weights, distillation_loss, s
 
 from edge_agent.preprocess import PreprocessSpec, normalize
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    # Tiny tensors: one thread avoids OpenMP spin-waiting against other busy processes.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 FAST = dict(batch_size=8, lr=1e-2, schedule="constant", augment=AugmentConfig.off())
-SPEC = PreprocessSpec(size=(24, 24))  # small images keep the tests fast; 24 px still passes 4 pools
+SPEC = PreprocessSpec(size=(16, 16))  # small images keep the tests fast; 16 px still passes 4 pools
 
 
 @pytest.fixture(scope="module")
 def toy():
-    imgs, labels = pattern_images(16, 3, size=24, seed=1)
-    val_imgs, val_labels = pattern_images(6, 3, size=24, seed=2)
+    imgs, labels = pattern_images(16, 3, size=16, seed=1)
+    val_imgs, val_labels = pattern_images(6, 3, size=16, seed=2)
     return imgs[..., None], labels, val_imgs[..., None], val_labels
 
 
 def _model(seed=0):
     torch.manual_seed(seed)
-    return create_model("liexnet", num_classes=3, input_size=(24, 24))
+    return create_model("liexnet", num_classes=3, input_size=(16, 16))
 
 
 def fit(*args, **kw):
