@@ -97,3 +97,17 @@ def test_a_kfold_sweep_scores_every_fold_and_w_and_retrains_the_chosen_w_on_all_
     assert {(p["w"], p["fold"]) for p in seen} == {(w, k) for w in (1.0, 3.0) for k in (1, 2)} | {(res.best_w, "all")}
     assert seen[-1]["runs"] == 5  # 2 w × 2 folds + the final model on all images
     assert res.model.eval()(torch.zeros(1, 1, 48, 48)).shape == (1, 3)
+
+
+def test_a_registered_version_can_be_the_base_of_the_next_fine_tune(tmp_path):
+    from edge_agent.preprocess import PreprocessSpec
+    from workers.finetune import BaseModel, FinetuneParams, load_base, save_weights
+
+    base = BaseModel("liexnet", {"num_classes": 7}, None,
+                     ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"), PreprocessSpec(), "test")
+    model = replace_head(base.build(), 3).eval()
+    path = save_weights(model, tmp_path / "weights.pt", base, FinetuneParams(), {"version": "acme-itch@1"})
+    again = load_base(path)
+    assert again.classes == ("negative", "neutral", "positive") and again.source == str(path)
+    x = torch.randn(2, 1, 48, 48)
+    assert torch.allclose(again.build().eval()(x), model(x))
