@@ -258,8 +258,8 @@ def plan_import(dataset, zf: zipfile.ZipFile) -> _Plan:
             plan.reject(name, "this image is already in the data set")
             continue
         seen_sha[sha] = name
-        plan.samples.append({
-            "subject": code, "label": label, "data": data, "sha256": sha, "extension": ext,
+        plan.samples.append({  # the bytes are read again when stored: memory stays flat
+            "subject": code, "label": label, "member": info, "sha256": sha, "extension": ext,
             "width": checked[0], "height": checked[1], "context": (row.get("context") or "").strip()[:200],
             "original_name": name[:300],
         })
@@ -289,19 +289,19 @@ def import_zip(dataset, upload, user=None) -> DatasetImport:
         zf = zipfile.ZipFile(upload)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         return rejected([{"file": filename, "reason": f"not a zip archive ({exc})"}])
-    try:
-        with zf:
+    with zf:
+        try:
             plan = plan_import(dataset, zf)
-    except ImportRejected as exc:
-        return rejected(exc.errors)
-    except zipfile.BadZipFile as exc:
-        return rejected([{"file": filename, "reason": f"corrupt zip archive ({exc})"}])
-    if plan.errors:
-        return rejected(plan.errors)
-    return _store(dataset, plan, filename, size or 0, user)
+        except ImportRejected as exc:
+            return rejected(exc.errors)
+        except zipfile.BadZipFile as exc:
+            return rejected([{"file": filename, "reason": f"corrupt zip archive ({exc})"}])
+        if plan.errors:
+            return rejected(plan.errors)
+        return _store(dataset, plan, zf, filename, size or 0, user)
 
 
-def _store(dataset, plan: _Plan, filename, size, user) -> DatasetImport:
+def _store(dataset, plan: _Plan, zf, filename, size, user) -> DatasetImport:
     written = []
     try:
         with transaction.atomic():
@@ -320,7 +320,10 @@ def _store(dataset, plan: _Plan, filename, size, user) -> DatasetImport:
                                 sha256=item["sha256"], extension=item["extension"], width=item["width"],
                                 height=item["height"], context=item["context"], original_name=item["original_name"],
                                 imported=record)
-                sample.image.save("x", ContentFile(item["data"]), save=False)
+                data = _read(zf, item["member"], MAX_FILE_BYTES)
+                if hashlib.sha256(data).hexdigest() != item["sha256"]:
+                    raise ValueError(f"{item['original_name']} changed while it was imported")
+                sample.image.save("x", ContentFile(data), save=False)
                 written.append(sample.image.name)
                 sample.save()
     except Exception:
