@@ -7,7 +7,6 @@ import datetime as dt
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from edge_agent.preprocess import PreprocessSpec

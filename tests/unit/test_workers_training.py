@@ -1,7 +1,6 @@
 """The training loop and CLI on small made-up data: the loss falls, --resume continues
 the same run, cancellation and callbacks work, the losses match their formulas."""
 import json
-import math
 
 import numpy as np
 import pytest

@@ -8,7 +8,6 @@ prefixes gets Training for `train/` and Test for `test/`.
 from __future__ import annotations
 
 import csv
-import io
 import os
 import zipfile
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 from edge_agent.labels import FER2013_CLASSES
 from edge_agent.preprocess import PreprocessSpec, to_model_pixels
 
-from .decode import decode_image, empty_images
+from .decode import decode_image
 from .imageset import ImageSet, ImportError_, ImportReport
 from .labels import canonical
 

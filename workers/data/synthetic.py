@@ -4,7 +4,6 @@ with noise so a network has something to learn rather than memorise."""
 from __future__ import annotations
 
 import csv
-import io
 import zipfile
 from pathlib import Path
 
@@ -12,9 +11,6 @@ import cv2
 import numpy as np
 
 from edge_agent.labels import FER2013_CLASSES
-
-# Folder names of the Kaggle copy (FER2013_CLASSES order differs: neutral before sad).
-KAGGLE_FOLDERS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 
 
 def pattern_images(n_per_class: int, num_classes: int, size: int = 48, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
