@@ -1,6 +1,7 @@
 """The walking skeleton across real processes: uvicorn serving HTTP and WebSockets,
 a Celery worker, and the live dashboard push."""
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 import json
 import time
 import uuid
@@ -12,6 +13,12 @@ import websockets
 from django.utils import timezone
 
 from apps.accounts.models import Role
+
+
+def run_async(coro):
+    """asyncio.run on a thread of its own: safe even if this thread has a loop running."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def login_cookie(server, username, password="a-long-test-password"):
@@ -48,7 +55,7 @@ def test_dashboard_push_arrives_within_two_seconds(platform_server, tenant):
             msg = json.loads(await asyncio.wait_for(ws.recv(), timeout=2))
             return msg, time.monotonic() - t0
 
-    msg, elapsed = asyncio.run(scenario())
+    msg, elapsed = run_async(scenario())
     assert elapsed < 2
     assert msg["type"] == "trend"
     assert msg["series"]["positive"][-1] == 4 and msg["series"]["suppressed"][-1] is False
@@ -66,7 +73,7 @@ def test_websocket_refuses_other_tenants_sites(platform_server, tenant, make_org
             async with websockets.connect(ws_url, additional_headers={"Cookie": cookie, "Origin": platform_server.url}) as ws:
                 await ws.recv()
 
-    asyncio.run(scenario())
+    run_async(scenario())
     assert session.get(f"{platform_server.url}/api/v1/sites/{other_site.id}/trend/").status_code == 404
 
 
