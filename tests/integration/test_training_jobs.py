@@ -1,9 +1,10 @@
 """Job life cycle without a worker: cancel, the stale-worker reaper, the redelivery rule,
 and who may watch a job's progress over its WebSocket."""
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from asgiref.sync import async_to_sync
 from asgiref.testing import ApplicationCommunicator
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -84,7 +85,9 @@ def ws_connect(user, job_id):
         await comm.wait(timeout=5)
         return True, None, json.loads(message["text"])
 
-    return async_to_sync(run)()
+    # A thread of its own: Playwright's sync API may hold an event loop on this one.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, run()).result()
 
 
 @pytest.mark.django_db(transaction=True)
