@@ -171,7 +171,6 @@ def _load_images(job, spec):
 def _run(job: FineTuneJob, beat: _Heartbeat, log_line) -> ModelVersion:
     from pathlib import Path
 
-    import numpy as np
     import torch
     from django.conf import settings
 
