@@ -199,3 +199,22 @@ def test_promote_keeps_one_promoted_version_per_name(world):
     assert client.post(f"/api/v1/model-versions/{mv2.id}/promote/").json()["status"] == "promoted"
     mv.refresh_from_db()
     assert mv.status == "candidate"
+
+
+def test_research_forms_refuse_other_roles_and_tenants(world):
+    from django.test import Client
+
+    posts = [f"/research/datasets/{world['ds'].id}/import/", f"/research/datasets/{world['ds'].id}/subjects/",
+             f"/research/datasets/{world['ds'].id}/fine-tune/", f"/research/jobs/{world['job'].id}/cancel/",
+             f"/research/models/{world['mv'].id}/promote/", f"/research/models/{world['mv'].id}/deploy/",
+             "/research/datasets/new/"]
+    for who, expected in (("officer", 403), ("field_tech", 403), ("rival", 404)):
+        c = Client()
+        c.force_login(world["users"][who])
+        for url in posts:
+            code = c.post(url, {"site": world["tenant"].site.id, "name": "x"}).status_code
+            if url == "/research/datasets/new/" and who == "rival":
+                continue  # creates the rival's own data set
+            assert code == expected, (who, url, code)
+    assert not Deployment.objects.exists()
+    assert Client().get("/research/").status_code == 302  # to the login page
