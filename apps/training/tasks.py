@@ -18,7 +18,7 @@ import time
 import traceback
 
 from celery import shared_task
-from django.db import close_old_connections, connection, transaction
+from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.utils import timezone
 
 from .jobs import MAX_ATTEMPTS
@@ -169,18 +169,13 @@ def _load_images(job, spec):
 
 
 def _run(job: FineTuneJob, beat: _Heartbeat, log_line) -> ModelVersion:
-    from pathlib import Path
+    import json
 
     import torch
-    from django.conf import settings
 
-    from edge_agent.classifier import load_model
-    from edge_agent.labels import VALENCE_CLASSES
     from workers import finetune as ft
-    from workers.export import parity_check
-    from workers.gradcam import save_gallery
 
-    from .registry import artifact_path, next_version_name, sha256_of, shipped_version
+    from .registry import artifact_path, shipped_version
 
     threads = int(os.environ.get("AFFECTWATCH_TRAINING_THREADS", "0"))
     if threads:
@@ -191,8 +186,6 @@ def _run(job: FineTuneJob, beat: _Heartbeat, log_line) -> ModelVersion:
     else:
         card = {"preprocess": base_version.preprocess, "labels": base_version.labels} if base_version else None
         if base_version and base_version.card_file and artifact_path(base_version.card_file).is_file():
-            import json
-
             try:
                 card = {**json.loads(artifact_path(base_version.card_file).read_text()), **card}
             except ValueError:
@@ -221,6 +214,34 @@ def _run(job: FineTuneJob, beat: _Heartbeat, log_line) -> ModelVersion:
         raise _Cancelled()
     train_seconds = time.time() - t0
     log_line(f"trained in {train_seconds:.1f}s; best w = {result.best_w}")
+
+    # Two jobs of one data set finishing together may pick the same number: the loser
+    # of the unique constraint exports again under the next one.
+    for attempt in range(5):
+        try:
+            mv = _register(job, result, base, base_version, params, images, labels, is_worker, subjects, train_seconds)
+            break
+        except IntegrityError:
+            if attempt == 4:
+                raise
+            log_line("the version number was taken meanwhile; trying the next one")
+    log_line(f"registered {mv.version} ({mv.size} bytes, sha256 {mv.sha256[:12]}…)")
+    return mv
+
+
+def _register(job, result, base, base_version, params, images, labels, is_worker, subjects, train_seconds):
+    """Export, check and describe the trained model, and add it to the registry."""
+    from pathlib import Path
+
+    from django.conf import settings
+
+    from edge_agent.classifier import load_model
+    from edge_agent.labels import VALENCE_CLASSES
+    from workers import finetune as ft
+    from workers.export import parity_check
+    from workers.gradcam import save_gallery
+
+    from .registry import next_version_name, sha256_of
 
     org, dataset = job.organisation, job.dataset
     name, number = next_version_name(org, dataset)
@@ -274,7 +295,6 @@ def _run(job: FineTuneJob, beat: _Heartbeat, log_line) -> ModelVersion:
         )
         _update(job.pk, status=FineTuneJob.Status.SUCCEEDED, finished_at=timezone.now(), model_version=mv,
                 results={**result.summary(), "training_seconds": round(train_seconds, 1)}, gradcam=gallery)
-    log_line(f"registered {version} ({onnx_path.stat().st_size} bytes, sha256 {digest[:12]}…)")
     return mv
 
 
