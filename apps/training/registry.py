@@ -67,11 +67,11 @@ def shipped_version() -> ModelVersion | None:
         except ValueError:
             card = {}
     name, _, number = version.partition("@")
+    card = card if isinstance(card, dict) else {}
     fields = dict(
         version=version, name=name, number=int(number) if number.isdigit() else 1, arch=arch, labels=list(labels),
         preprocess=spec.to_dict(), dataset_name=meta.get("affectwatch.dataset", "fer2013"),
-        metrics=card.get("metrics", {}) if isinstance(card, dict) else {},
-        hyperparameters=card.get("hyperparameters", card.get("train_config", {})) if isinstance(card, dict) else {},
+        metrics=_card_metrics(card), hyperparameters={**(card.get("protocol") or {}), **(card.get("model_config") or {})},
         onnx_file=f"shipped:{SHIPPED_ONNX}", card_file=f"shipped:{card_path.name}" if card_path.is_file() else "",
         sha256=digest, size=onnx_path.stat().st_size, status=ModelVersion.Status.PROMOTED,
     )
@@ -83,6 +83,18 @@ def shipped_version() -> ModelVersion | None:
             return existing
         obj, _ = ModelVersion.objects.update_or_create(version=version, defaults={**fields, "organisation": None})
         return obj
+
+
+def _card_metrics(card: dict) -> dict:
+    """The shipped card's headline figures under the names fine-tuned versions use
+    (3-class figures: what boards stream), with the card's full metrics kept."""
+    head = card.get("headline") or {}
+    out = {"details": card.get("metrics", {})}
+    for key, src in (("accuracy", "privatetest_accuracy_3class"), ("negative_recall", "privatetest_negative_recall"),
+                     ("accuracy_7class", "privatetest_accuracy_7class"), ("macro_f1_7class", "privatetest_macro_f1")):
+        if head.get(src) is not None:
+            out[key] = head[src]
+    return out
 
 
 def versions_for(org):
