@@ -36,6 +36,14 @@ class DeviceSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = [f for f in fields if f not in ("name", "zone", "desired_config")]
 
+    def validate_desired_config(self, value):
+        # The agent checks each key itself and reports what it ignored; here only the shape.
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("must be an object of agent settings, e.g. {\"detect_every\": 4}")
+        if len(str(value)) > 10_000:
+            raise serializers.ValidationError("at most 10,000 characters")
+        return value
+
     def get_status(self, device) -> str:
         if device.revoked_at:
             return "revoked"

@@ -89,3 +89,11 @@ def test_rotate_and_revoke(tenant, tech):
     assert tech.post(f"/api/v1/devices/{tenant.device.id}/revoke/").json()["status"] == "revoked"
     assert device_client(new).post("/api/v1/heartbeat/", {}, format="json").status_code == 401
     assert set(AuditEvent.objects.values_list("action", flat=True)) >= {"device.rotate_token", "device.revoke"}
+
+
+def test_desired_config_is_sent_in_heartbeat_answers(tenant, tech):
+    url = f"/api/v1/devices/{tenant.device.id}/"
+    assert tech.patch(url, {"desired_config": [1, 2]}, format="json").status_code == 400
+    assert tech.patch(url, {"desired_config": {"detect_every": 3}}, format="json").status_code == 200
+    answer = device_client(tenant.token).post("/api/v1/heartbeat/", {}, format="json").json()
+    assert answer["config"] == {"detect_every": 3}
