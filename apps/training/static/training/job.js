@@ -59,7 +59,8 @@
   root.dataset.initial = root.dataset.status;
   drawLoss();
   if (figures.roc && Object.keys(figures.roc).length) {
-    const traces = Object.entries(figures.roc).map(([name, c]) => ({x: c.fpr, y: c.tpr, name, mode: "lines", type: "scatter"}));
+    const traces = figures.labels.filter(name => figures.roc[name]).map(name => ({
+      x: figures.roc[name].fpr, y: figures.roc[name].tpr, name, mode: "lines", type: "scatter"}));
     traces.push({x: [0, 1], y: [0, 1], name: "chance", mode: "lines", line: {dash: "dot", color: "#aaa"}});
     Plotly.newPlot("roc", traces, layout({xaxis: {title: "false positive rate"}, yaxis: {title: "true positive rate"}}),
       {displayModeBar: false, responsive: true});
