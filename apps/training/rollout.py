@@ -94,9 +94,19 @@ def _advance(dep: Deployment, device: Device):
 
 def on_heartbeat(device: Device):
     """Called whenever a device's reported state is saved."""
-    for dep in Deployment.objects.filter(site_id=device.site_id, status__in=(Deployment.Status.CANARY,
-                                                                             Deployment.Status.ROLLING_OUT)):
-        _advance(dep, device)
+    for dep in Deployment.objects.filter(site_id=device.site_id, status__in=Deployment.ACTIVE).select_related(
+            "model_version"):
+        if dep.status != Deployment.Status.CANARY and not device.desired_model_version and device.active:
+            # A board enrolled after the canary proved the model: it joins the roll-out.
+            dep.previous.setdefault(str(device.pk), {"version": "", "url": "", "sha256": "",
+                                                     "running": device.model_version})
+            _desire(device, dep.model_version)
+            dep.note(f"{device.name} joined the roll-out")
+            if dep.status == Deployment.Status.COMPLETE and device.model_version != dep.model_version.version:
+                dep.status = Deployment.Status.ROLLING_OUT
+            dep.save()
+        if dep.status in (Deployment.Status.CANARY, Deployment.Status.ROLLING_OUT):
+            _advance(dep, device)
 
 
 def rollback(dep: Deployment, user) -> Deployment:

@@ -218,3 +218,15 @@ def test_research_forms_refuse_other_roles_and_tenants(world):
             assert code == expected, (who, url, code)
     assert not Deployment.objects.exists()
     assert Client().get("/research/").status_code == 302  # to the login page
+
+
+def test_a_board_enrolled_after_the_canary_joins_the_roll_out(world, make_device):
+    tenant, mv, boards = world["tenant"], world["mv"], world["boards"]
+    dep_id = api(world["users"]["researcher"]).post(
+        f"/api/v1/model-versions/{mv.id}/deploy/", {"site": tenant.site.id, "canary": str(boards[0].pk)}).json()["id"]
+    heartbeat(tenant.token, "acme-itch@1")  # the canary runs it; the rest are asked
+    late, token = make_device(tenant.site, "board-late")
+    answer = heartbeat(token, "liexnet-fer2013@1").json()
+    assert answer["model"]["version"] == "acme-itch@1"
+    dep = Deployment.objects.get(pk=dep_id)
+    assert dep.status == "rolling_out" and any("board-late joined" in e["event"] for e in dep.events)
