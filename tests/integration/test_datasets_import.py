@@ -166,3 +166,17 @@ def test_a_job_needs_a_known_data_set_with_enough_subjects(lab):
     upload(api, ds, itch_zip(n=9, subjects=3))
     res = api.post("/api/v1/training-jobs/", {"dataset": ds.id, "split": "kfold", "folds": 5}, format="json")
     assert res.status_code == 400 and "folds" in res.json()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_a_data_set_deletes_its_images(tenant, make_user):
+    researcher = make_user(tenant.org, Role.RESEARCHER)
+    api = APIClient()
+    api.force_login(researcher)
+    ds_id = api.post("/api/v1/datasets/", {"name": "temp"}).json()["id"]
+    assert upload(api, Dataset.objects.get(pk=ds_id), itch_zip(n=6, subjects=2)).status_code == 201
+    names = list(Sample.objects.filter(dataset_id=ds_id).values_list("image", flat=True))
+    assert names and all(default_storage.exists(n) for n in names)
+    assert api.delete(f"/api/v1/datasets/{ds_id}/").status_code == 204
+    assert not Sample.objects.filter(dataset_id=ds_id).exists()
+    assert not any(default_storage.exists(n) for n in names)
