@@ -91,11 +91,13 @@ class _Heartbeat(threading.Thread):
     def run(self):
         try:
             while not self.done.wait(HEARTBEAT_S):
-                FineTuneJob.objects.filter(pk=self.job_id).update(heartbeat_at=timezone.now())
-                if FineTuneJob.objects.filter(pk=self.job_id, cancel_requested=True).exists():
-                    self.cancel.set()
-        except Exception:  # noqa: BLE001 - the main thread notices a dead database itself
-            log.exception("heartbeat thread for job %s stopped", self.job_id)
+                try:
+                    FineTuneJob.objects.filter(pk=self.job_id).update(heartbeat_at=timezone.now())
+                    if FineTuneJob.objects.filter(pk=self.job_id, cancel_requested=True).exists():
+                        self.cancel.set()
+                except Exception:  # noqa: BLE001 - a database hiccup: try again next beat
+                    log.warning("heartbeat of job %s failed; retrying", self.job_id, exc_info=True)
+                    connection.close()
         finally:
             connection.close()
 
