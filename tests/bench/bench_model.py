@@ -65,7 +65,8 @@ def torch_model(meta: dict, card_path: Path, weights_path: Path):
         model = create_model(base, **card.get("model_config", {}))
         source = "random weights (no trained weights found; speed does not depend on them)"
     model.eval()
-    return (FlipAveraged(model) if arch.endswith("+flip") else model), source
+    width = int(card.get("preprocess", {}).get("size", [48, 48])[1])
+    return (FlipAveraged(model, width) if arch.endswith("+flip") else model), source
 
 
 def time_calls(fn, x, calls: int) -> float:
