@@ -163,3 +163,50 @@ def test_report_counts_parameters_flops_and_memory(model, tmp_path):
     assert mem["weight_bytes"] >= 4 * rep["parameters"]
     assert mem["activation_peak_bytes"] >= 4 * 24 * 48 * 48  # the first block's output at least
     assert rep["onnxruntime_latency_batch1"]["median_ms"] > 0
+
+
+def test_ship_writes_onnx_card_and_a_checkpoint_fine_tuning_can_start_from(tmp_path):
+    from workers.data import load_dataset
+    from workers.data.synthetic import write_fer2013_zip
+    from workers.finetune import load_base
+    from workers.training.__main__ import main as cli
+    from workers.model_card import ship
+
+    data = write_fer2013_zip(tmp_path / "fer.zip", n_per_class=2)
+    cli(["train", "--data", str(data), "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "run"),
+         "--epochs", "1", "--batch-size", "7", "--no-progress",
+         "--model-config", '{"input_match": {"train_blur": 1.0, "eval_blur": 3.0}}'])
+    card = ship(tmp_path / "run" / "best.pt", load_dataset(data, cache_dir=tmp_path / "c"), tmp_path / "m.onnx",
+                tmp_path / "m.json", tmp_path / "m.pt", blur_grid=(1.0, 2.0), log=lambda s: None)
+    assert card["model_config"]["input_match"]["eval_blur"] in (1.0, 2.0)
+    assert set(card["headline"]) >= {"privatetest_accuracy_7class", "privatetest_macro_f1",
+                                     "privatetest_accuracy_3class", "privatetest_negative_recall"}
+    assert card["cost"]["parameters"] <= 50_000 and card["cost"]["flops_per_image"] > 0
+    assert card["parity"]["max_abs_logit_diff"] < 1e-4
+    assert card["commands"]["train"].startswith("python -m workers.training train")
+    assert check_metadata(tmp_path / "m.onnx")["affectwatch.arch"] == "liexnet+flip"
+    base = load_base(tmp_path / "m.pt")
+    assert base.model_config["input_match"]["eval_blur"] == card["model_config"]["input_match"]["eval_blur"]
+
+
+SHIPPED = __import__("pathlib").Path(__file__).resolve().parents[2] / "edge_agent" / "models" / "liexnet-fer2013.onnx"
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped model yet")
+def test_the_shipped_model_is_self_describing_and_its_card_holds_measured_numbers():
+    meta = check_metadata(SHIPPED)
+    assert meta["labels"] == list(FER2013_CLASSES)
+    assert meta["affectwatch.dataset"] == "fer2013"
+    card = json.loads(SHIPPED.with_suffix(".json").read_text())
+    assert card["version"] == meta["affectwatch.version"]
+    assert card["cost"]["parameters"] <= 50_000
+    for key in ("privatetest_accuracy_7class", "privatetest_macro_f1", "privatetest_accuracy_3class",
+                "privatetest_negative_recall"):
+        assert 0 < card["headline"][key] <= 1
+    assert card["cost"]["onnxruntime_cpu_latency_batch1"]["median_ms"] > 0
+    assert "workers.training train" in card["commands"]["train"]
+    assert "workers.training ship" in card["commands"]["ship"]
+    # The model answers for a face-sized input at any batch size.
+    sess = onnx_session(SHIPPED)
+    for n in (1, 3):
+        assert sess.run(None, {sess.get_inputs()[0].name: np.zeros((n, 1, 48, 48), np.float32)})[0].shape == (n, 7)
