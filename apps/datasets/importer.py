@@ -42,6 +42,7 @@ MAX_UNPACKED_BYTES = _env_int("AFFECTWATCH_IMPORT_MAX_UNPACKED_BYTES", 1024 * 10
 MAX_FILE_BYTES = _env_int("AFFECTWATCH_IMPORT_MAX_FILE_BYTES", 8 * 1024 * 1024)
 MAX_ENTRIES = _env_int("AFFECTWATCH_IMPORT_MAX_ENTRIES", 20000)
 MAX_RATIO = 100  # inflated / compressed; images barely compress, bombs compress ~1000x
+MAX_PIXELS = 16_000_000
 MIN_FACE_PX = 32  # a face smaller than this on its shorter side carries no expression
 MIN_CONTRAST = 2.0  # grey-level standard deviation below which an image is blank
 IMAGE_EXTENSIONS = {".jpg": ".jpg", ".jpeg": ".jpg", ".png": ".png", ".bmp": ".bmp", ".webp": ".webp", ".pgm": ".pgm"}
@@ -119,9 +120,29 @@ def _parse_when(value):
     return dt
 
 
+def _header_size(data: bytes):
+    """(width, height) from the image header without decoding the pixels, or None."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.size
+    except Image.DecompressionBombError:
+        return (MAX_PIXELS, MAX_PIXELS)  # far beyond any face; Pillow refused to say more
+    except Exception:  # noqa: BLE001 - not a format Pillow knows: OpenCV decides below
+        return None
+
+
 def check_image(data: bytes) -> tuple[int, int] | str:
     """(width, height), or why the bytes are not a usable face image."""
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE) if data else None
+    size = _header_size(data)
+    if size and size[0] * size[1] > MAX_PIXELS:
+        # A few KB of PNG can declare a gigapixel: refuse before allocating it.
+        return f"image declares more than {MAX_PIXELS // 1_000_000} megapixels (a decompression bomb?)"
+    try:
+        img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE) if data else None
+    except cv2.error:
+        img = None
     if img is None:
         return "not an image (cannot be decoded as JPEG, PNG, BMP, WebP or PGM)"
     h, w = img.shape[:2]

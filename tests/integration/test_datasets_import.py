@@ -117,6 +117,24 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated(lab):
     assert any("zip bomb" in e["reason"] for e in res.json()["errors"])
 
 
+def test_a_pixel_bomb_is_refused_before_it_is_decoded(lab):
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    # A valid PNG header declaring 60000 x 60000 pixels, with almost no data.
+    png_bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 0, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
+    api, ds, _ = lab
+    res = upload(api, ds, itch_zip(n=3, subjects=3, extra_files={"images/bomb.png": png_bomb},
+                                   extra_rows=[["images/bomb.png", "neutral", 1, "S01"]]))
+    assert res.status_code == 400
+    assert any(e["file"] == "images/bomb.png" and "megapixels" in e["reason"] for e in res.json()["errors"]), \
+        res.json()["errors"]
+
+
 def test_an_oversized_upload_and_a_non_zip_are_refused(lab, monkeypatch):
     api, ds, _ = lab
     res = upload(api, ds, b"PK\x03\x04 not really a zip", "fake.zip")
