@@ -45,7 +45,7 @@ class FineTuneJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         jobs.reap_stale_jobs(self.get_queryset())
         return super().list(request, *args, **kwargs)
 
-    @extend_schema(request=jobs.FineTuneParamsSerializer, responses={201: FineTuneJobSerializer})
+    @extend_schema(request=jobs.FineTuneRequestSerializer, responses={201: FineTuneJobSerializer})
     def create(self, request):
         """Start a fine-tune: `dataset` (id), optional `base` (model version id; default
         the shipped FER2013 LiExNet), and the options below."""

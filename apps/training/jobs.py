@@ -51,6 +51,14 @@ class FineTuneParamsSerializer(serializers.Serializer):
         return attrs
 
 
+class FineTuneRequestSerializer(FineTuneParamsSerializer):
+    """The body of POST /api/v1/training-jobs/ (for the schema; the view checks each part)."""
+
+    dataset = serializers.IntegerField(help_text="the data set to fine-tune on")
+    base = serializers.IntegerField(required=False, allow_null=True,
+                                    help_text="model version to start from (default: the shipped FER2013 LiExNet)")
+
+
 def check_dataset(dataset, params: dict) -> dict:
     """Field errors for a data set that cannot support these options."""
     samples = dataset.samples.count()
