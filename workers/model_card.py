@@ -89,10 +89,15 @@ def ship(
         # A checkpoint in `fit`'s format, with the tuned front end in its config, so
         # fine-tuning (workers.finetune.load_base) and the benchmark start from the
         # exact network that was shipped.
+        # Fine-tuning data (camera crops, EMOTION-ITCH) is sharp like the test splits,
+        # so the checkpoint's front end blurs in training exactly as in inference.
+        finetune_config = dict(model_config)
+        if blur is not None:
+            finetune_config["input_match"] = {**model_config["input_match"], "train_blur": blur}
         Path(weights_out).parent.mkdir(parents=True, exist_ok=True)
         torch.save({
             "model": {k: v.contiguous() for k, v in model.state_dict().items()},
-            "meta": {**meta, "model_config": model_config, "version": version},
+            "meta": {**meta, "model_config": finetune_config, "version": version},
             "epoch": ck["epoch"], "config": ck.get("config"),
         }, weights_out)
     flops = count_flops(model, spec)
