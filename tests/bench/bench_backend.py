@@ -34,7 +34,8 @@ DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB}"
 
 
 def machine():
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()} (this project's dev/CI machine)"
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
+            f"(this project's dev/CI machine); load average at start {os.getloadavg()[0]:.1f}")
 
 
 def fresh_database():
@@ -236,7 +237,9 @@ def bench_trends(n_events, repeat):
 def write(results):
     OUT.mkdir(exist_ok=True)
     (OUT / "backend.json").write_text(json.dumps(results, indent=2))
-    lines = [f"# Backend benchmarks\n", f"Machine: {results['machine']}. Date: {results['date']}. PostgreSQL 15, uvicorn 2 workers.\n"]
+    lines = [f"# Backend benchmarks\n", f"Machine: {results['machine']}, at end {results['load_average_at_end']} "
+             f"(other work shares the CPU when above ~0.5). Date: {results['date']}. PostgreSQL 15, Redis 7, "
+             f"uvicorn with 2 workers; the load generator runs on the same 2 cores.\n"]
     if "ingest" in results:
         i = results["ingest"]
         lines += [
@@ -275,6 +278,7 @@ def main(argv=None):
         results["ingest"] = bench_ingest(env, args.agents, args.batch_size, args.seconds)
     if args.only in (None, "trends"):
         results["trends"] = bench_trends(args.events, args.repeat)
+    results["load_average_at_end"] = round(os.getloadavg()[0], 1)
     write(results)
 
 
