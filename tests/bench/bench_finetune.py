@@ -65,6 +65,7 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--repeats", type=int, default=2, help="runs of each fit, interleaved; the fastest counts")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args(argv)
 
@@ -76,11 +77,11 @@ def main(argv=None):
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    where = machine()  # the load average before the benchmark adds its own
     base = ft.load_base()
     images, labels, workers, subjects = itch_like(args.images, args.subjects, base.spec)
     params = ft.FinetuneParams(epochs=args.epochs, batch_size=args.batch_size, worker_weights=[2.0])
     cfg = params.train_config()
-    started_load = os.getloadavg()[0]
 
     # Warm-up: the first fit pays for allocator and kernel selection.
     fit(ft.replace_head(base.build(), 3), images[:64], labels[:64], spec=base.spec,
@@ -88,20 +89,28 @@ def main(argv=None):
         progress=False, log=lambda *_: None)
     bs = min(args.batch_size, args.images)
     seen = (args.images // bs) * bs
+    # Interleaved repeats; the fastest of each is reported (other work shares the CPU).
+    totals, epochs_s, losses = {1.0: [], 2.0: []}, {1.0: [], 2.0: []}, {}
+    for rep in range(args.repeats):
+        for w in (1.0, 2.0):
+            torch.manual_seed(0)
+            model = ft.replace_head(base.build(), 3)
+            t0 = time.perf_counter()
+            res = fit(model, images, labels, spec=base.spec, config=cfg, num_classes=3,
+                      sample_weight=ft.sample_weights(workers, w), progress=False, log=lambda *_: None)
+            totals[w].append(time.perf_counter() - t0)
+            epochs_s[w] += [h.seconds for h in res.history]
+            losses[w] = res.history[-1].train_loss
+            print(f"fit w={w} (run {rep + 1}): {totals[w][-1]:.1f}s for {args.images} images x {args.epochs} epochs",
+                  file=sys.stderr)
     fits = {}
     for w in (1.0, 2.0):
-        torch.manual_seed(0)
-        model = ft.replace_head(base.build(), 3)
-        t0 = time.perf_counter()
-        res = fit(model, images, labels, spec=base.spec, config=cfg, num_classes=3,
-                  sample_weight=ft.sample_weights(workers, w), progress=False, log=lambda *_: None)
-        total = time.perf_counter() - t0
-        epoch_s = [h.seconds for h in res.history]
-        fits[w] = {"seconds": round(total, 2), "epoch_seconds_median": round(float(np.median(epoch_s)), 3),
+        total = min(totals[w])
+        fits[w] = {"seconds": round(total, 2), "seconds_all_runs": [round(t, 2) for t in totals[w]],
+                   "epoch_seconds_median": round(float(np.median(epochs_s[w])), 3),
                    # fit drops the ragged last batch (BatchNorm), so count what it saw
                    "images_per_second": round(seen * args.epochs / total, 1),
-                   "final_train_loss": round(res.history[-1].train_loss, 4)}
-        print(f"fit w={w}: {total:.1f}s for {args.images} images x {args.epochs} epochs", file=sys.stderr)
+                   "final_train_loss": round(losses[w], 4)}
 
     t0 = time.perf_counter()
     result = ft.finetune(images, labels, workers, subjects, base, params, log_fn=lambda *_: None)
@@ -115,7 +124,7 @@ def main(argv=None):
         t_gradcam = time.perf_counter() - t1
     run = result.runs[0]
     report = {
-        "machine": machine(), "load_average_end": round(os.getloadavg()[0], 2), "load_average_start": started_load,
+        "machine": where, "load_average_end": round(os.getloadavg()[0], 2),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "base_model": base.source, "images": args.images, "subjects": args.subjects, "epochs": args.epochs,
         "batch_size": args.batch_size,
@@ -135,7 +144,7 @@ def main(argv=None):
 Machine: {report['machine']}, {report['load_average_end']} at end (other work shares the CPU). torch {report['torch']}, {report['threads']} threads.
 Base: {report['base_model']}. Data: {args.images} FER2013 test images grouped to 3 classes (EMOTION-ITCH has 586), {args.subjects} subjects (half workers). Batch {args.batch_size}, AdamW one-cycle, augmentation on.
 
-| run | images × epochs | seconds | s / epoch (median) | images / s (trained) |
+| run | images × epochs | seconds (fastest of {args.repeats}) | s / epoch (median) | images / s (trained) |
 |---|---|---|---|---|
 | fit, w = 1 (plain cross-entropy, baseline) | {args.images} × {args.epochs} | {f1['seconds']} | {f1['epoch_seconds_median']} | {f1['images_per_second']} |
 | fit, w = 2 (worker-weighted) | {args.images} × {args.epochs} | {f2['seconds']} | {f2['epoch_seconds_median']} | {f2['images_per_second']} |
