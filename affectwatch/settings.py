@@ -160,6 +160,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "purge-expired-events": {"task": "apps.telemetry.tasks.purge_expired_events", "schedule": timedelta(hours=1)},
     "mark-offline-devices": {"task": "apps.sites.tasks.mark_offline_devices", "schedule": timedelta(minutes=1)},
+    "fail-stale-training-jobs": {"task": "apps.training.watchdog.fail_stale_jobs", "schedule": timedelta(minutes=1)},
     # A tick that waited past the next one (worker down) is dropped: the next one sees the same rollups.
     "evaluate-alert-rules": {"task": "apps.alerts.tasks.evaluate_alert_rules", "schedule": timedelta(minutes=1),
                              "options": {"expires": 55}},
