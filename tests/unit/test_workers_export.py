@@ -27,13 +27,7 @@ from workers.training.augment import AugmentConfig
 from workers.training.loop import TrainConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # Tiny tensors: one thread avoids OpenMP spin-waiting against other busy processes.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 SPEC = PreprocessSpec()

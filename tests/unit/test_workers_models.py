@@ -6,13 +6,7 @@ from workers.models import count_parameters, create_model, list_models
 from workers.models.liexnet import EfficientChannelAttention, LiExNet, eca_kernel_size
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # Tiny tensors: one thread avoids OpenMP spin-waiting against other busy processes.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 

@@ -17,13 +17,7 @@ from workers.training.losses import class_balanced_weights, distillation_loss, s
 from edge_agent.preprocess import PreprocessSpec, normalize
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # Tiny tensors: one thread avoids OpenMP spin-waiting against other busy processes.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 FAST = dict(batch_size=8, lr=1e-2, schedule="constant", augment=AugmentConfig.off())
