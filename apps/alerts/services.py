@@ -63,31 +63,34 @@ def _announce(alert, event):
     transaction.on_commit(lambda: notify_alert.delay(alert.pk, event))
 
 
-def acknowledge(request, alert: Alert, note: str = "") -> Alert:
+def _transition(request, alert, allowed, refusal, state, by_field, at_field, note, action, event):
+    """Moves an alert to `state` under a row lock; audited and announced once committed."""
     with transaction.atomic():
         alert = Alert.objects.select_for_update(of=("self",)).select_related("site__organisation").get(pk=alert.pk)
-        if alert.state != AlertState.OPEN:
-            raise StateError(f"only an open alert can be acknowledged; this one is {alert.state}")
-        alert.state = AlertState.ACKNOWLEDGED
-        alert.acknowledged_by, alert.acknowledged_at = request.user, timezone.now()
+        if alert.state not in allowed:
+            raise StateError(refusal(alert))
+        alert.state = state
+        setattr(alert, by_field, request.user)
+        setattr(alert, at_field, timezone.now())
         if note:
             alert.note = note
         alert.save()
-        audit(request, "alert.acknowledge", target=alert, organisation=alert.site.organisation, alert=alert.pk)
-        _announce(alert, "alert.acknowledged")
+        audit(request, action, target=alert, organisation=alert.site.organisation, alert=alert.pk)
+        _announce(alert, event)
     return alert
+
+
+def acknowledge(request, alert: Alert, note: str = "") -> Alert:
+    return _transition(
+        request, alert, (AlertState.OPEN,),
+        lambda a: f"only an open alert can be acknowledged; this one is {a.state}",
+        AlertState.ACKNOWLEDGED, "acknowledged_by", "acknowledged_at", note,
+        "alert.acknowledge", "alert.acknowledged",
+    )
 
 
 def resolve(request, alert: Alert, note: str = "") -> Alert:
-    with transaction.atomic():
-        alert = Alert.objects.select_for_update(of=("self",)).select_related("site__organisation").get(pk=alert.pk)
-        if alert.state not in ACTIVE_STATES:
-            raise StateError("this alert is already resolved")
-        alert.state = AlertState.RESOLVED
-        alert.resolved_by, alert.resolved_at = request.user, timezone.now()
-        if note:
-            alert.note = note
-        alert.save()
-        audit(request, "alert.resolve", target=alert, organisation=alert.site.organisation, alert=alert.pk)
-        _announce(alert, "alert.resolved")
-    return alert
+    return _transition(
+        request, alert, ACTIVE_STATES, lambda a: "this alert is already resolved",
+        AlertState.RESOLVED, "resolved_by", "resolved_at", note, "alert.resolve", "alert.resolved",
+    )
