@@ -1,17 +1,26 @@
+import asyncio
+from datetime import datetime, timedelta, timezone
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from apps.accounts.access import visible_sites
-from apps.telemetry.live import site_group
+from apps.telemetry.live import PUSH_INTERVAL, site_group
+from apps.telemetry.trends import trend
 
 
 class SiteTrendConsumer(AsyncJsonWebsocketConsumer):
-    """Pushes a site's fresh minute buckets to its dashboard."""
+    """Pushes a site's fresh minute buckets to its dashboard, at most once per
+    PUSH_INTERVAL however many batches arrive."""
+
+    pending = None  # [first, last] Unix seconds of the minutes announced since the last push
+    flusher = None
 
     async def connect(self):
         user = self.scope.get("user")
         site_id = self.scope["url_route"]["kwargs"]["site_id"]
-        if not user or not user.is_authenticated or not await self._may_see(user, site_id):
+        self.site = await self._visible_site(user, site_id) if user and user.is_authenticated else None
+        if self.site is None:
             await self.close(code=4403)
             return
         self.group = site_group(site_id)
@@ -19,12 +28,30 @@ class SiteTrendConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
 
     async def disconnect(self, code):
+        if self.flusher:
+            self.flusher.cancel()
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
-    async def trend_update(self, event):
-        await self.send_json({"type": "trend", "series": event["series"]})
+    async def minutes_touched(self, event):
+        if self.pending is None:
+            self.pending = [event["first"], event["last"]]
+            self.flusher = asyncio.create_task(self._push_later())
+        else:
+            self.pending = [min(self.pending[0], event["first"]), max(self.pending[1], event["last"])]
+
+    async def _push_later(self):
+        await asyncio.sleep(PUSH_INTERVAL)
+        first, last = self.pending
+        self.pending = None
+        series = await self._read(first, last)
+        await self.send_json({"type": "trend", "series": series})
 
     @database_sync_to_async
-    def _may_see(self, user, site_id):
-        return visible_sites(user).filter(pk=site_id).exists()
+    def _read(self, first, last):
+        since = datetime.fromtimestamp(first, timezone.utc)
+        return trend(self.site, since, datetime.fromtimestamp(last, timezone.utc) + timedelta(minutes=1), bucket="minute")
+
+    @database_sync_to_async
+    def _visible_site(self, user, site_id):
+        return visible_sites(user).filter(pk=site_id).first()

@@ -10,7 +10,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.decorators import api_view, authentication_classes, permission_classes, renderer_classes
 from rest_framework.exceptions import ValidationError
-from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
+from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.response import Response
 
 from apps.accounts.access import audit, visible_sites
@@ -22,8 +22,8 @@ from apps.sites.models import Device, Zone
 from .ingest import BatchError, ingest as store_batch
 from .live import publish_minutes
 from .models import MinuteRollup
-from .renderers import CSVRenderer
-from .trends import BUCKETS, default_bucket, k_anonymity, trend, weekly_heatmap, zone_breakdown
+from .renderers import CSVRenderer, JSONRenderer
+from .trends import BUCKETS, default_bucket, k_anonymity, trend, trend_json, weekly_heatmap, zone_breakdown
 
 
 class RangeQuery(serializers.Serializer):
@@ -158,6 +158,8 @@ def site_trend(request, site_id):
     zone = get_object_or_404(Zone, pk=q["zone"], site=site) if "zone" in q else None
     device = get_object_or_404(Device, pk=q["device"], site=site) if "device" in q else None
     _audit_export(request, site, "trend")
+    # JSON gets the text the database built; the browsable API and CSV need the columns.
+    series = trend_json if request.accepted_renderer.format == "json" else trend
     return Response(
         {
             "site": site.id,
@@ -165,7 +167,7 @@ def site_trend(request, site_id):
             "until": until.isoformat(),
             "bucket": bucket,
             "k_anonymity": k_anonymity(),
-            "series": trend(site, since, until, bucket, zone=zone, device=device),
+            "series": series(site, since, until, bucket, zone=zone, device=device),
         }
     )
 

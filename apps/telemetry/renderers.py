@@ -1,13 +1,26 @@
 import csv
 import io
+import json
 from datetime import datetime, timezone
 
-from rest_framework.renderers import BaseRenderer
+from rest_framework import renderers
 
-from .trends import COLUMNS
+from .trends import COLUMNS, RawJSON
 
 
-class CSVRenderer(BaseRenderer):
+class JSONRenderer(renderers.JSONRenderer):
+    """DRF's JSON renderer, splicing top-level `RawJSON` values in without decoding them."""
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        raw = {k: v for k, v in data.items() if isinstance(v, RawJSON)} if isinstance(data, dict) else {}
+        if not raw:
+            return super().render(data, accepted_media_type, renderer_context)
+        rest = super().render({k: v for k, v in data.items() if k not in raw}, accepted_media_type, renderer_context)
+        spliced = b",".join(json.dumps(k).encode() + b":" + v.encode() for k, v in raw.items())
+        return rest[:-1] + (b"," if rest != b"{}" else b"") + spliced + b"}"
+
+
+class CSVRenderer(renderers.BaseRenderer):
     """`?format=csv` on the trend, breakdown and heatmap endpoints: what the chart shows."""
 
     media_type = "text/csv"

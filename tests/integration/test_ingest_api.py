@@ -132,3 +132,63 @@ def test_rate_limit_is_429_with_retry_after(tenant, settings):
     res = post(tenant.token, {"batch_id": str(uuid.uuid4()), "events": [event()]})
     assert res.status_code == 429 and int(res["Retry-After"]) >= 0
     cache.clear()
+
+
+def test_batch_spanning_minutes_out_of_order_from_a_device_without_zone(tenant, make_site, make_device):
+    from apps.telemetry.models import SiteMinuteRollup, ZoneMinuteRollup
+
+    yard = make_site(tenant.org, "yard", zones=())
+    device, token = make_device(yard, "yard-board")
+    assert device.zone_id is None
+    base = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=10)
+    # Minutes 2, 0, 1, 0: counts and distinct tracks must land in the right minute.
+    events = [event(ts=(base + timedelta(minutes=m, seconds=s)).isoformat(), track=t, label=label)
+              for m, s, t, label in [(2, 1, "a", "negative"), (0, 5, "a", "positive"), (1, 9, "b", "neutral"),
+                                     (0, 30, "b", "positive"), (0, 31, "a", "negative")]]
+    res = post(token, {"batch_id": str(uuid.uuid4()), "events": events})
+    assert res.status_code == 200 and res.json()["accepted"] == 5, res.content
+    rows = {r.minute: (r.negative, r.neutral, r.positive, r.tracks)
+            for r in MinuteRollup.objects.filter(device=device).order_by("minute")}
+    assert rows == {base: (1, 0, 2, 2), base + timedelta(minutes=1): (0, 1, 0, 1),
+                    base + timedelta(minutes=2): (1, 0, 0, 1)}
+    site_rows = {r.minute: (r.negative, r.neutral, r.positive, r.tracks)
+                 for r in SiteMinuteRollup.objects.filter(site=yard)}
+    assert site_rows == rows
+    assert not ZoneMinuteRollup.objects.filter(site=yard).exists()
+    assert EmotionEvent.objects.filter(device=device, zone__isnull=True).count() == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_batches_from_many_boards_lose_no_count(tenant, make_device):
+    """Eight boards of one site post at once into the same minutes, each batch in its own
+    minute order: every count arrives, and no transaction deadlocks."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    from apps.telemetry.models import SiteMinuteRollup, ZoneMinuteRollup
+
+    boards = [(tenant.device, tenant.token)] + [make_device(tenant.site, f"board-{i}") for i in range(2, 9)]
+    base = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=5)
+    order = [[0, 1, 2], [2, 1, 0], [1, 2, 0], [0, 2, 1]]
+
+    def board(i):
+        try:
+            token = boards[i][1]
+            for b in range(4):
+                minutes = order[(i + b) % 4]
+                events = [event(ts=(base + timedelta(minutes=m, seconds=n)).isoformat(), track=f"{i}-{n}",
+                                label="negative") for m in minutes for n in range(10)]
+                res = post(token, {"batch_id": str(uuid.uuid4()), "events": events})
+                assert res.status_code == 200 and res.json()["accepted"] == 30, res.content
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(board, range(8)))
+    site = {r.minute: (r.negative, r.tracks) for r in SiteMinuteRollup.objects.filter(site=tenant.site)}
+    # Per minute: 8 boards x 4 batches x 10 events; 8 boards x 10 distinct tracks.
+    assert site == {base + timedelta(minutes=m): (320, 80) for m in range(3)}
+    zone = {r.minute: (r.negative, r.tracks) for r in ZoneMinuteRollup.objects.filter(site=tenant.site)}
+    assert zone == site
+    assert EmotionEvent.objects.count() == 8 * 4 * 30

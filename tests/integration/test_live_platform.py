@@ -61,6 +61,39 @@ def test_dashboard_push_arrives_within_two_seconds(platform_server, tenant):
     assert msg["series"]["positive"][-1] == 4 and msg["series"]["suppressed"][-1] is False
 
 
+def test_a_burst_of_batches_reaches_the_dashboard_as_few_complete_pushes(platform_server, tenant):
+    """Ten batches posted back to back: the dashboard gets fewer pushes than batches, and
+    the last one it gets has every count."""
+    session = login_cookie(platform_server, tenant.officer.username)
+    cookie = f"sessionid={session.cookies['sessionid']}"
+    ws_url = platform_server.url.replace("http", "ws") + f"/ws/sites/{tenant.site.id}/"
+    minute = timezone.now().replace(second=0, microsecond=0)
+
+    def post_burst():
+        with requests.Session() as s:
+            for b in range(10):
+                events = [{"ts": (minute + timedelta(seconds=b)).isoformat(), "camera": "cam0", "track": f"{b}-{n}",
+                           "label": "negative", "confidence": 0.8} for n in range(3)]
+                res = s.post(f"{platform_server.url}/api/v1/ingest/", json={"batch_id": str(uuid.uuid4()), "events": events},
+                             headers={"Authorization": f"Device {tenant.token}"}, timeout=10)
+                assert res.status_code == 200, res.text
+
+    async def scenario():
+        async with websockets.connect(ws_url, additional_headers={"Cookie": cookie, "Origin": platform_server.url}) as ws:
+            await asyncio.to_thread(post_burst)
+            pushes = []
+            try:
+                while True:
+                    pushes.append(json.loads(await asyncio.wait_for(ws.recv(), timeout=1.5)))
+            except asyncio.TimeoutError:
+                return pushes
+
+    pushes = run_async(scenario())
+    assert 1 <= len(pushes) < 10
+    last = pushes[-1]["series"]
+    assert last["t"] == [int(minute.timestamp())] and last["negative"] == [30] and last["tracks"] == [30]
+
+
 def test_websocket_refuses_other_tenants_sites(platform_server, tenant, make_org, make_site, make_user):
     other_org = make_org("rival")
     other_site = make_site(other_org, "rival-plant")

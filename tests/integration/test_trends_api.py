@@ -1,6 +1,7 @@
 """Trends, zone breakdown, heatmap and CSV export from rollups, with k-anonymity."""
 import csv
 import io
+import json
 import uuid
 from datetime import timedelta
 
@@ -11,6 +12,7 @@ from rest_framework.test import APIClient
 from apps.accounts.models import AuditEvent
 from apps.telemetry.ingest import ingest
 from apps.telemetry.models import EmotionEvent, MinuteRollup, SiteMinuteRollup, ZoneMinuteRollup
+from apps.telemetry.trends import trend, trend_json
 
 pytestmark = pytest.mark.django_db
 
@@ -55,6 +57,33 @@ def test_trend_columns_and_k_anonymity(tenant, officer_client, settings):
     assert s["t"] == [int((now - timedelta(minutes=10)).timestamp()), int((now - timedelta(minutes=9)).timestamp())]
     assert s["suppressed"] == [True, False]
     assert s["negative"] == [None, 0] and s["positive"] == [None, 3] and s["tracks"] == [None, 3]
+
+
+@pytest.mark.parametrize("bucket", ["minute", "hour", "day"])
+def test_json_built_by_the_database_matches_the_columns(tenant, make_device, officer_client, settings, bucket):
+    """The API's JSON (text built by PostgreSQL) says exactly what `trend()` computes in
+    Python — the CSV's and the live push's source — for rows written out of order."""
+    settings.AFFECTWATCH = {**settings.AFFECTWATCH, "K_ANONYMITY": 3}
+    other, _ = make_device(tenant.site, "board-2")
+    now = timezone.now().replace(second=0, microsecond=0)
+    offsets = [190, 5, 61, 1500, 62, 3000, 4, 800]  # minutes ago, shuffled, some sharing an hour
+    for i, minutes in enumerate(offsets):
+        send(tenant.device if i % 2 else other, now - timedelta(minutes=minutes), range(1 + i % 4),
+             label=("negative", "neutral", "positive")[i % 3])
+    since, until = now - timedelta(days=3), now + timedelta(minutes=1)
+    columns = trend(tenant.site, since, until, bucket)
+    assert json.loads(trend_json(tenant.site, since, until, bucket)) == columns
+    assert columns["t"] == sorted(columns["t"]) and True in columns["suppressed"] and False in columns["suppressed"]
+    res = officer_client.get(f"/api/v1/sites/{tenant.site.id}/trend/",
+                             {"since": since.isoformat(), "until": until.isoformat(), "bucket": bucket})
+    assert res.status_code == 200 and res["Content-Type"] == "application/json"
+    body = res.json()
+    assert body["series"] == columns and body["bucket"] == bucket and body["site"] == tenant.site.id
+
+
+def test_empty_range_is_empty_columns(tenant, officer_client):
+    body = officer_client.get(f"/api/v1/sites/{tenant.site.id}/trend/", {"hours": 1}).json()
+    assert body["series"] == {"t": [], "negative": [], "neutral": [], "positive": [], "tracks": [], "suppressed": []}
 
 
 def test_hourly_bucket_uses_a_lower_bound_of_distinct_people(tenant, officer_client, settings):
