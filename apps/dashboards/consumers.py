@@ -1,4 +1,5 @@
 import asyncio
+import logging
 from datetime import datetime, timedelta, timezone
 
 from channels.db import database_sync_to_async
@@ -7,6 +8,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from apps.accounts.access import visible_sites
 from apps.telemetry.live import PUSH_INTERVAL, site_group
 from apps.telemetry.trends import trend
+
+log = logging.getLogger(__name__)
 
 
 class SiteTrendConsumer(AsyncJsonWebsocketConsumer):
@@ -44,7 +47,11 @@ class SiteTrendConsumer(AsyncJsonWebsocketConsumer):
         await asyncio.sleep(PUSH_INTERVAL)
         first, last = self.pending
         self.pending = None
-        series = await self._read(first, last)
+        try:
+            series = await self._read(first, last)
+        except Exception:  # the dashboard catches up with the next push or a reload
+            log.exception("reading minutes for the live push of site %s failed", self.site.pk)
+            return
         await self.send_json({"type": "trend", "series": series})
 
     @database_sync_to_async
