@@ -48,6 +48,9 @@ def _parse_ts(value):
     raise ValueError
 
 
+EVENT_KEYS = ("ts", "camera", "track", "label", "confidence")
+
+
 class EventValidator:
     """Checks raw events against one device's cameras and the accepted time window."""
 
@@ -61,9 +64,9 @@ class EventValidator:
         if not isinstance(event, dict):
             return None, "event must be an object"
         try:
-            ts, camera, track, label, conf = (event[k] for k in ("ts", "camera", "track", "label", "confidence"))
+            ts, camera, track, label, conf = (event[k] for k in EVENT_KEYS)
         except KeyError:
-            missing = [k for k in ("ts", "camera", "track", "label", "confidence") if k not in event]
+            missing = [k for k in EVENT_KEYS if k not in event]
             return None, f"missing field(s): {', '.join(missing)}"
         label_value = LABEL_BY_NAME.get(label) if isinstance(label, str) else None
         if label_value is None:

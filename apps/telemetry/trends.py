@@ -108,10 +108,9 @@ def trend_json(site, since, until, bucket="minute", zone=None, device=None) -> R
     # The aggregates read the rows in the sorted subquery's order (PostgreSQL's
     # documented alternative to ORDER BY inside each of six aggregates, which would
     # sort six times).
-    kept = [f"'{label}', coalesce(json_agg(CASE WHEN r.tk >= %s THEN r.{col} END), '[]')"
-            for label, col in zip(LABELS, "nup")]
+    kept = [f"'{name}', coalesce(json_agg(CASE WHEN r.tk >= %s THEN r.{col} END), '[]')"
+            for name, col in zip((*LABELS, "tracks"), ("n", "u", "p", "tk"))]
     select = (f"SELECT json_build_object('t', coalesce(json_agg(r.t), '[]'), {', '.join(kept)}, "
-              f"'tracks', coalesce(json_agg(CASE WHEN r.tk >= %s THEN r.tk END), '[]'), "
               f"'suppressed', coalesce(json_agg(r.tk < %s), '[]'))::text "
               f"FROM ({sql}) AS r(t, n, u, p, tk)")
     with connection.cursor() as cursor:
