@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .labels import DEFAULT_VALENCE_MAP, VALENCE_CLASSES
+from .labels import DEFAULT_VALENCE_MAP, decide, valence_matrix
 from .preprocess import PreprocessSpec, normalize, to_model_pixels
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class ModelInfo:
     labels: tuple[str, ...]
     spec: PreprocessSpec
     arch: str
-    version: str  # as reported to the server, e.g. "liexnet-fer2013@1"
+    version: str  # as reported to the server, e.g. "liexnet-fer2013@2"
     sha256: str
     metadata: dict
 
@@ -231,10 +231,7 @@ class Classifier:
         missing = [label for label in self.labels if label not in mapping]
         if missing:
             raise ModelError(f"class(es) {missing} have no valence; add them to the [valence] table")
-        # probs (N, C) @ group (C, 3) = valence probabilities (N, 3)
-        self.group = np.zeros((len(self.labels), len(VALENCE_CLASSES)), dtype=np.float32)
-        for i, label in enumerate(self.labels):
-            self.group[i, VALENCE_CLASSES.index(mapping[label])] = 1.0
+        self.group = valence_matrix(self.labels, mapping)  # (C, 3); see labels.decide
         self._local = threading.local()  # CLAHE objects are stateful: one per camera thread
 
     @property
@@ -262,8 +259,10 @@ class Classifier:
         batch = normalize(np.stack([self.pixels(c, clahe) for c in crops]), self.spec)
         return softmax(self.backend.run(batch).astype(np.float32))
 
-    def valence(self, probs: np.ndarray) -> np.ndarray:
-        return probs @ self.group
+    def decide(self, probs: np.ndarray):
+        """labels.decide with this model's grouping: (label index, its probability,
+        valence index, valence probability), each (N,)."""
+        return decide(probs, self.group)
 
 
 def crop_face(frame: np.ndarray, box, margin: float) -> np.ndarray:

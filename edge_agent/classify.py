@@ -39,13 +39,13 @@ def classify_image(image: np.ndarray, detector: FaceDetector, clf: Classifier, m
     order = np.lexsort((boxes[:, 1], boxes[:, 0])) if len(boxes) else []
     boxes = boxes[order] if len(boxes) else boxes
     probs = clf.classify([crop_face(image, b, margin) for b in boxes], clahe)
-    val = clf.valence(probs) if len(probs) else probs
     rows = []
-    for i, (b, p, v) in enumerate(zip(boxes, probs, val)):
-        k, g = int(np.argmax(p)), int(np.argmax(v))
+    if not len(probs):
+        return rows
+    for i, (b, k, kp, v, vp) in enumerate(zip(boxes, *clf.decide(probs))):
         rows.append({"face": i, "x": int(b[0]), "y": int(b[1]), "w": int(b[2]), "h": int(b[3]),
-                     "label": clf.labels[k], "valence": VALENCE_CLASSES[g], "confidence": round(float(p[k]), 4),
-                     "valence_confidence": round(float(v[g]), 4)})
+                     "label": clf.labels[k], "valence": VALENCE_CLASSES[v], "confidence": round(float(kp), 4),
+                     "valence_confidence": round(float(vp), 4)})
     return rows
 
 

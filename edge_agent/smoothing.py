@@ -3,8 +3,8 @@
 A single frame's expression is noisy (blinks, motion blur, half-turned heads); what an
 officer cares about is a person's state over a second or so. Each track keeps an
 exponential average (or a window mean) of its class probabilities, and emits at most one
-event per `emit_interval_s`, labelled with the valence group that holds the most
-smoothed probability.
+event per `emit_interval_s`, labelled by `labels.decide` on the smoothed probabilities:
+the most probable class, its valence group, and that group's summed probability.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .labels import VALENCE_CLASSES
+from .labels import VALENCE_CLASSES, decide
 
 
 @dataclass
@@ -64,10 +64,8 @@ class TrackSmoother:
         if st.frames < self.min_frames or now - st.last_emit < self.emit_interval_s:
             return None
         st.last_emit = now
-        valence = st.probs @ self.group
-        k = int(np.argmax(valence))
-        return Emission(track, VALENCE_CLASSES[k], float(np.clip(valence[k], 0.0, 1.0)),
-                        self.labels[int(np.argmax(st.probs))])
+        k, _, v, vp = decide(st.probs, self.group)
+        return Emission(track, VALENCE_CLASSES[int(v[0])], float(vp[0]), self.labels[int(k[0])])
 
     def forget(self, tracks) -> None:
         for t in tracks:

@@ -1,42 +1,43 @@
-"""Synthetic scenes for tests, benches and demos: face images composited onto a moving,
-textured background, written as a video a camera source can play."""
+"""Synthetic scenes for tests, benches and demos: faces from a real public-domain
+photograph composited onto a moving, textured background, written as a video a camera
+source can play."""
 from __future__ import annotations
 
 import math
-import zipfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 
-def load_fer_faces(zip_path: str | Path, n: int, split: str = "test", classes=None, seed: int = 0,
-                   detectable_by=None, size: int = 140) -> list[tuple[str, np.ndarray]]:
-    """Up to `n` (class, 48x48 gray image) pairs from a FER2013 zip (`split/class/*.jpg`).
+# The face box of scikit-image's `astronaut` sample (x, y, w, h in its 512x512 frame),
+# as OpenCV's frontal Haar cascade finds it.
+ASTRONAUT_FACE = (174, 64, 98, 98)
 
-    With `detectable_by` (a FaceDetector), only faces it finds when upscaled to `size`
-    on a plain background are kept, so a scene's faces are ones the detector can see.
-    """
+
+def photo_faces(n: int, seed: int = 0, size: int = 48) -> list[np.ndarray]:
+    """`n` gray `size`x`size` face images made from one real photograph, scikit-image's
+    `astronaut` sample (Eileen Collins, NASA; public domain), varied per face by mirror,
+    a small rotation and zoom, and gamma, so a scene has several distinct faces that a
+    detector finds and a tracker must keep apart. Needs scikit-image (the `dev` extra);
+    ImportError otherwise."""
+    from skimage.data import astronaut
+
+    gray = cv2.cvtColor(astronaut(), cv2.COLOR_RGB2GRAY)
+    x, y, w, h = ASTRONAUT_FACE
+    cx, cy = x + w / 2, y + h / 2
     rng = np.random.default_rng(seed)
-    with zipfile.ZipFile(zip_path) as z:
-        names = [m for m in z.namelist() if m.startswith(f"{split}/") and m.lower().endswith((".jpg", ".png"))]
-        if classes:
-            names = [m for m in names if m.split("/")[1] in classes]
-        names = [names[i] for i in rng.permutation(len(names))]
-        out = []
-        for name in names:
-            img = cv2.imdecode(np.frombuffer(z.read(name), np.uint8), cv2.IMREAD_GRAYSCALE)
-            if img is None:
-                continue
-            if detectable_by is not None:
-                canvas = np.full((size * 2, size * 2), 128, np.uint8)
-                canvas[size // 2:size // 2 + size, size // 2:size // 2 + size] = cv2.resize(
-                    img, (size, size), interpolation=cv2.INTER_CUBIC)
-                if len(detectable_by.detect(canvas)) != 1:
-                    continue
-            out.append((name.split("/")[1], img))
-            if len(out) >= n:
-                break
+    out = []
+    for i in range(n):
+        angle = float(rng.uniform(-8, 8))
+        zoom = float(rng.uniform(0.95, 1.08))
+        # Rotate and scale about the face centre, then move that centre to the middle.
+        m = cv2.getRotationMatrix2D((cx, cy), angle, zoom * size / (w * 1.1))
+        m[:, 2] += (size / 2 - cx, size / 2 - cy)
+        face = cv2.warpAffine(gray, m, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+        gamma = float(rng.uniform(0.7, 1.4))
+        face = np.clip(255.0 * (face / 255.0) ** gamma, 0, 255).astype(np.uint8)
+        out.append(face[:, ::-1].copy() if i % 2 else face)
     return out
 
 

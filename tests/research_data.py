@@ -1,27 +1,25 @@
-"""Small EMOTION-ITCH-style data sets made on the fly from FER2013 test images
-(`../shared/datasets/fer2013/fer2013.zip`), grouped to 3 classes, with subjects of
-which about half are workers. Nothing is copied into the repository."""
+"""Small EMOTION-ITCH-style data sets made on the fly: 48x48 JPEG images of a learnable
+pattern per valence class (workers.data.synthetic.pattern_images), with subjects of
+which about half are workers. Nothing outside the repository is read."""
 import csv
 import io
 import zipfile
-from pathlib import Path
 
-FER_ZIP = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "fer2013" / "fer2013.zip"
-GROUPS = {"negative": ("angry", "fear", "sad", "disgust"), "neutral": ("neutral",), "positive": ("happy", "surprise")}
+import cv2
+
+from edge_agent.labels import VALENCE_CLASSES
+from workers.data.synthetic import pattern_images
+
+GROUPS = VALENCE_CLASSES
 
 
-def fer_images(per_class: int, offset: int = 0) -> dict[str, list[bytes]]:
-    """`per_class` FER2013 PrivateTest images per valence class."""
+def class_images(per_class: int, offset: int = 0) -> dict[str, list[bytes]]:
+    """`per_class` JPEG images per valence class; another `offset` gives other images."""
+    images, labels = pattern_images(per_class, len(GROUPS), seed=1000 + offset)
     out = {label: [] for label in GROUPS}
-    with zipfile.ZipFile(FER_ZIP) as z:
-        names = sorted(n for n in z.namelist() if n.startswith("test/") and "PrivateTest_" in n)
-        for label, classes in GROUPS.items():
-            picked = [n for n in names if n.split("/")[1] in classes][offset:offset + per_class * 3]
-            # interleave the FER classes of a group so each group has a mix
-            for n in picked:
-                if len(out[label]) == per_class:
-                    break
-                out[label].append(z.read(n))
+    for img, c in zip(images, labels):
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        out[GROUPS[c]].append(buf.tobytes())
     return out
 
 
@@ -30,7 +28,7 @@ def itch_zip(n: int = 60, subjects: int = 10, workers: int = 5, consent: bool = 
     """A zip with manifest.csv, subjects.csv (when `consent`) and `n` images in 3 classes.
     Subject S01..S{workers} are workers."""
     per = n // 3
-    imgs = fer_images(per, offset)
+    imgs = class_images(per, offset)
     rows, files = [], {}
     i = 0
     for label in GROUPS:

@@ -1,8 +1,10 @@
 """`make test`: point the suite at real PostgreSQL and Redis when they answer (always in
 CI), at the embedded default otherwise, then run pytest."""
 import os
+import shutil
 import socket
 import sys
+import tempfile
 
 import pytest
 
@@ -34,9 +36,17 @@ def main(argv):
     env.setdefault("AFFECTWATCH_TEST_DB", f"test_affectwatch_{os.getpid()}")
     env.setdefault("AFFECTWATCH_REDIS_PREFIX", f"{run}:")
     env.setdefault("AFFECTWATCH_BROKER_FILE", f"{run}-celery-broker.sqlite3")
-    print(f"database: {env.get('DATABASE_URL', 'embedded SQLite')}; broker/channels: {env.get('REDIS_URL', 'embedded')}",
-          flush=True)
-    return pytest.main(argv)
+    # Nothing under the checkout's var/ (a running demo's) is read or written: media,
+    # secret key, SQLite files, broker file and beat schedule live here for this run.
+    own_var = "AFFECTWATCH_VAR_DIR" not in env
+    var = env.setdefault("AFFECTWATCH_VAR_DIR", tempfile.mkdtemp(prefix="affectwatch-test-var-"))
+    print(f"database: {env.get('DATABASE_URL', 'embedded SQLite')}; broker/channels: {env.get('REDIS_URL', 'embedded')}; "
+          f"var: {var}", flush=True)
+    try:
+        return pytest.main(argv)
+    finally:
+        if own_var:
+            shutil.rmtree(var, ignore_errors=True)
 
 
 if __name__ == "__main__":

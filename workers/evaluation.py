@@ -1,8 +1,8 @@
 """Metrics for a classifier's logits, as the issue and the LiExNet paper report them.
 
 3-class figures group labels by valence (DESIGN's default map) and predictions by
-summing class probabilities per valence group and taking the largest sum — what the
-edge agent's `Classifier.valence` streams.
+`edge_agent.labels.decide` — the valence of the most probable class, the rule the edge
+agent streams with. Calibration figures (ECE, NLL) come from `workers.calibration`.
 """
 from __future__ import annotations
 
@@ -13,19 +13,16 @@ import numpy as np
 from scipy import stats
 from sklearn import metrics as skm
 
-from edge_agent.labels import DEFAULT_VALENCE_MAP, VALENCE_CLASSES
+from edge_agent.classifier import softmax
+from edge_agent.labels import VALENCE_CLASSES, decide, valence_matrix
+
+from .calibration import expected_calibration_error, negative_log_likelihood
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def _valence_index(classes, mapping) -> np.ndarray | None:
+def _valence_group(classes, mapping) -> np.ndarray | None:
     try:
-        return np.array([VALENCE_CLASSES.index(mapping[c]) for c in classes])
-    except (KeyError, ValueError):
+        return valence_matrix(classes, mapping)
+    except ValueError:
         return None  # classes without a valence: no grouped metrics
 
 
@@ -43,7 +40,22 @@ def label_agreement(y_true, y_pred) -> dict:
     return out
 
 
+def macro_f1(y_true, y_pred, num_classes: int) -> float:
+    """Mean F1 over the classes present in y_true (a class absent from the split is
+    left out, not counted as 0) — the one macro-F1 of training logs and model cards."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    present = np.unique(y_true)
+    if len(present) == 0:
+        return 0.0
+    f1 = skm.f1_score(y_true, y_pred, labels=np.arange(num_classes), average=None, zero_division=0)
+    return float(f1[present].mean())
+
+
 def evaluate_logits(y_true, logits, classes, valence_map=None) -> dict:
+    """Metrics of logits (N, C) against integer labels (N,): accuracy, macro-F1, MCC,
+    per-class precision / recall / F1, one-vs-rest AUC, Pearson r and Wilcoxon p,
+    ECE (15 bins) and NLL of softmax(logits), and 3-class figures under
+    `edge_agent.labels.decide` when every class has a valence."""
     y_true = np.asarray(y_true)
     classes = list(classes)
     k = len(classes)
@@ -61,7 +73,9 @@ def evaluate_logits(y_true, logits, classes, valence_map=None) -> dict:
         "n": int(len(y_true)),
         "classes": classes,
         "accuracy": float((y_pred == y_true).mean()),
-        "macro_f1": float(f1[support > 0].mean()) if (support > 0).any() else 0.0,
+        "macro_f1": macro_f1(y_true, y_pred, k),
+        "ece": expected_calibration_error(prob, y_true),
+        "nll": negative_log_likelihood(prob, y_true),
         "mcc": float(skm.matthews_corrcoef(y_true, y_pred)),
         "per_class": {
             classes[c]: {"precision": float(p[c]), "recall": float(r[c]), "f1": float(f1[c]), "support": int(support[c])}
@@ -72,11 +86,10 @@ def evaluate_logits(y_true, logits, classes, valence_map=None) -> dict:
         "confusion_matrix": cm.tolist(),
         **label_agreement(y_true, y_pred),
     }
-    vi = _valence_index(classes, valence_map or DEFAULT_VALENCE_MAP)
-    if vi is not None:
-        group = np.zeros((k, len(VALENCE_CLASSES)))
-        group[np.arange(k), vi] = 1.0
-        vt, vp = vi[y_true], (prob @ group).argmax(1)
+    group = _valence_group(classes, valence_map)
+    if group is not None:
+        vi = group.argmax(1)
+        vt, vp = vi[y_true], decide(prob, group)[2]
         neg = VALENCE_CLASSES.index("negative")
         out["valence"] = {
             "classes": list(VALENCE_CLASSES),

@@ -32,6 +32,27 @@ class FlipAveraged(nn.Module):
         return (self.model(x) + self.model(x.index_select(3, self.reverse))) / 2
 
 
+class TemperatureScaled(nn.Module):
+    """logits / T inside the graph (workers.calibration): the output stays logits, as
+    DESIGN's model-file contract says, and their softmax is the calibrated probability."""
+
+    def __init__(self, model: nn.Module, temperature: float):
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.model = model
+        self.register_buffer("inv_t", torch.tensor(1.0 / float(temperature)), persistent=False)
+
+    def forward(self, x):
+        return self.model(x) * self.inv_t
+
+
+def inference_graph(model: nn.Module, spec: PreprocessSpec, tta_flip: bool = False, temperature: float = 1.0) -> nn.Module:
+    """The network as it is exported: optional flip averaging, then logits / T."""
+    net = FlipAveraged(model, spec.size[1]) if tta_flip else model
+    return TemperatureScaled(net, temperature) if temperature != 1.0 else net
+
+
 def export_onnx(
     model: nn.Module,
     path,
@@ -42,14 +63,18 @@ def export_onnx(
     dataset: str,
     tta_flip: bool = False,
     extra_metadata: dict | None = None,
+    temperature: float = 1.0,
 ) -> Path:
+    """Write `model` as ONNX (opset 17, dynamic batch) with DESIGN's metadata keys;
+    `temperature` (> 0, from workers.calibration.fit_temperature) is folded into the
+    graph and recorded as `affectwatch.temperature`. Returns the path."""
     import onnx
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().to(memory_format=torch.contiguous_format)
     h, w = spec.size
-    net = FlipAveraged(model, w) if tta_flip else model
+    net = inference_graph(model, spec, tta_flip, temperature)
     dummy = torch.zeros(2, spec.channels, h, w)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -64,6 +89,7 @@ def export_onnx(
         "affectwatch.arch": arch + ("+flip" if tta_flip else ""),
         "affectwatch.version": version,
         "affectwatch.dataset": dataset,
+        "affectwatch.temperature": f"{float(temperature):.6g}",
         **(extra_metadata or {}),
     }
     del m.metadata_props[:]
@@ -106,12 +132,12 @@ def onnx_session(path, threads: int | None = None):
 
 
 def parity_check(model: nn.Module, onnx_path, spec: PreprocessSpec, images: np.ndarray | None = None,
-                 tta_flip: bool = False, n_random: int = 16, seed: int = 0) -> dict:
+                 tta_flip: bool = False, n_random: int = 16, seed: int = 0, temperature: float = 1.0) -> dict:
     """max |Δlogit| between torch and ONNX Runtime on real images (when given) and
     random inputs, at batch 1 and a larger batch (exercises the dynamic axis)."""
     model = model.eval()
     h, w = spec.size
-    net = FlipAveraged(model, w) if tta_flip else model
+    net = inference_graph(model, spec, tta_flip, temperature)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n_random, spec.channels, h, w)).astype(np.float32)
     if images is not None and len(images):

@@ -27,10 +27,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from edge_agent.labels import DEFAULT_VALENCE_MAP, VALENCE_CLASSES
+from edge_agent.classifier import softmax
+from edge_agent.labels import VALENCE_CLASSES, valence_matrix
 from edge_agent.preprocess import PreprocessSpec
 
-from .evaluation import evaluate_logits, softmax
+from .evaluation import evaluate_logits
 from .predict import predict_logits
 from .training.augment import AugmentConfig
 from .training.loop import TrainConfig, fit
@@ -184,15 +185,15 @@ def replace_head(model: nn.Module, num_classes: int, seed: int = 0) -> nn.Module
 
 
 def valence_logits(logits: np.ndarray, classes) -> np.ndarray:
-    """Log of the valence probabilities of a (7-class) model, so it can be scored on
-    a 3-class data set; a 3-class model's logits pass through."""
+    """Valence scores (N, 3) of a (7-class) model's logits (N, C), so it can be scored on
+    a 3-class data set: the log of the most probable class within each group, whose
+    argmax is the valence `edge_agent.labels.decide` gives. A 3-class model's logits
+    pass through."""
     classes = list(classes)
     if classes == list(VALENCE_CLASSES):
         return logits
-    group = np.zeros((len(classes), 3))
-    for i, c in enumerate(classes):
-        group[i, VALENCE_CLASSES.index(DEFAULT_VALENCE_MAP[c])] = 1
-    return np.log(np.clip(softmax(logits) @ group, 1e-12, 1.0))
+    in_group = softmax(logits)[:, :, None] * valence_matrix(classes)[None]  # (N, C, 3)
+    return np.log(np.clip(in_group.max(1), 1e-12, 1.0))
 
 
 # --- scoring --------------------------------------------------------------------------

@@ -1,13 +1,18 @@
-"""ONNX Runtime against torch eager for the shipped model, on the CPU.
+"""The shipped model against its peer, in one run on one machine (CPU).
 
     python -m tests.bench.bench_model [--repeats 5] [--threads 2]
 
-Batch-1 latency (the edge case: one face at a time) and batch-64 throughput (a crowded
-frame, or offline scoring) of edge_agent/models/liexnet-fer2013.onnx in ONNX Runtime and
-of the same network in torch eager mode (the trainer's checkpoint shipped beside it,
-liexnet-fer2013.pt), in one run, with the same thread count. Each
-repeat times many calls; the reported figure is the median over repeats. Writes
-bench-results/model.json and bench-results/model.md.
+Rows: the shipped LiExNet in ONNX Runtime (one pass, as shipped), the same network with
+test-time flip in the graph (exported here for the comparison), the same network in
+torch eager mode, and the public mini-Xception FER2013 model (the peer, read from
+`<AFFECTWATCH_MODELS>/peer/mini_xception_fer2013.onnx`, default `../shared/models`;
+the row is left out with a note where it is absent). For each: parameters, batch-1
+latency (one face at a time, the edge case) and batch-64 throughput (a crowded frame),
+medians over repeats with the engines interleaved, so a slow spell of a shared machine
+hits them all; and, where the FER2013 archive is present (`AFFECTWATCH_DATASETS`,
+default `../shared/datasets`), PrivateTest accuracy (7 classes, 3 classes under
+`edge_agent.labels.decide`) and ECE computed from each ONNX file's own output.
+Writes bench-results/model.json and bench-results/model.md.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,8 +31,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "bench-results"
 SHIPPED = ROOT / "edge_agent" / "models" / "liexnet-fer2013.onnx"
-CARD = SHIPPED.with_suffix(".json")
 WEIGHTS = SHIPPED.with_suffix(".pt")  # the trainer's checkpoint of the shipped network
+MODELS = Path(os.environ.get("AFFECTWATCH_MODELS", ROOT.parent / "shared" / "models"))
+DATASETS = Path(os.environ.get("AFFECTWATCH_DATASETS", ROOT.parent / "shared" / "datasets"))
+PEER = MODELS / "peer" / "mini_xception_fer2013.onnx"
+FER_ZIP = DATASETS / "fer2013" / "fer2013.zip"
 
 
 def machine() -> dict:
@@ -46,27 +55,12 @@ def machine() -> dict:
             "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}
 
 
-def torch_model(meta: dict, card_path: Path, weights_path: Path):
-    """The shipped network in torch eager mode; (model, where its weights came from)."""
-    import torch
+def onnx_parameters(path: Path) -> int:
+    """Weights stored in the graph (initializers), the way the peer's 56,221 is counted."""
+    import onnx
 
-    from workers.export import FlipAveraged
-    from workers.models import create_model
-
-    card = json.loads(card_path.read_text()) if card_path.exists() else {}
-    arch = meta["affectwatch.arch"]
-    base = arch.removesuffix("+flip")
-    if weights_path.exists():
-        ck = torch.load(weights_path, map_location="cpu", weights_only=False)
-        model = create_model(ck["meta"]["arch"], **ck["meta"]["model_config"])
-        model.load_state_dict(ck["model"])
-        source = str(weights_path.relative_to(ROOT)) if weights_path.is_relative_to(ROOT) else str(weights_path)
-    else:
-        model = create_model(base, **card.get("model_config", {}))
-        source = "random weights (no trained weights found; speed does not depend on them)"
-    model.eval()
-    width = int(card.get("preprocess", {}).get("size", [48, 48])[1])
-    return (FlipAveraged(model, width) if arch.endswith("+flip") else model), source
+    m = onnx.load(str(path))
+    return int(sum(np.prod(t.dims) for t in m.graph.initializer if t.data_type == onnx.TensorProto.FLOAT))
 
 
 def time_calls(fn, x, calls: int) -> float:
@@ -79,10 +73,79 @@ def time_calls(fn, x, calls: int) -> float:
     return statistics.median(times)
 
 
+class Row:
+    """One model under one engine: a callable on NCHW float32 batches and its input spec."""
+
+    def __init__(self, name, run, spec, labels, parameters, outputs="logits"):
+        self.name, self.run, self.spec, self.labels = name, run, spec, labels
+        self.parameters, self.outputs = parameters, outputs
+
+
+def onnx_row(name, path: Path, threads: int) -> Row:
+    from edge_agent.preprocess import PreprocessSpec
+    from workers.export import onnx_session, read_metadata
+
+    meta = read_metadata(path)
+    sess = onnx_session(path, threads)
+    inp = sess.get_inputs()[0].name
+    # The peer's graph ends in softmax (its README says so); ours ends in logits.
+    outputs = "probabilities" if "peer" in meta.get("affectwatch.arch", "") else "logits"
+    return Row(name, lambda x: sess.run(None, {inp: x})[0], PreprocessSpec.from_json(meta["affectwatch.preprocess"]),
+               json.loads(meta["affectwatch.labels"]), onnx_parameters(path), outputs)
+
+
+def rows_for(args, tmp: Path) -> tuple[list[Row], dict]:
+    import torch
+
+    from workers.export import export_onnx
+    from workers.training.loop import load_checkpoint
+
+    model, ck = load_checkpoint(args.weights)
+    meta = ck["meta"]
+    t = float(meta.get("temperature", 1.0))
+    shipped = onnx_row("LiExNet (shipped, ONNX Runtime)", args.model, args.threads)
+    flip_path = export_onnx(model, tmp / "flip.onnx", shipped.spec, meta["classes"], meta["arch"], "bench", "fer2013",
+                            tta_flip=True, temperature=t)
+    rows = [shipped, onnx_row("LiExNet + test-time flip (ONNX Runtime)", flip_path, args.threads)]
+
+    def eager(x):
+        with torch.inference_mode():
+            return (model(torch.from_numpy(x)) / t).numpy()
+
+    rows.append(Row("LiExNet (torch eager)", eager, shipped.spec, shipped.labels,
+                    int(sum(p.numel() for p in model.parameters()))))
+    notes = {}
+    if PEER.exists():
+        rows.append(onnx_row("mini-Xception (peer, ONNX Runtime)", PEER, args.threads))
+    else:
+        notes["peer"] = f"{PEER} not found: the peer row is left out"
+    return rows, notes
+
+
+def accuracy(row: Row, cache: dict) -> dict:
+    """PrivateTest metrics of a row's own output (7 classes, 3 under decide, ECE)."""
+    from workers.data import load_dataset
+    from workers.evaluation import evaluate_logits
+
+    key = row.spec.to_json()
+    if key not in cache:
+        cache[key] = load_dataset(FER_ZIP, spec=row.spec).where_split("PrivateTest")
+    test = cache[key]
+    from edge_agent.preprocess import normalize
+
+    x = normalize(test.images, row.spec)
+    out = np.concatenate([row.run(x[i:i + 512]) for i in range(0, len(x), 512)]).astype(np.float64)
+    logits = np.log(np.clip(out, 1e-12, 1)) if row.outputs == "probabilities" else out
+    order = [row.labels.index(c) for c in test.classes]  # the data's class order
+    res = evaluate_logits(test.labels, logits[:, order], test.classes)
+    return {"privatetest_accuracy_7class": res["accuracy"], "privatetest_accuracy_3class": res["valence"]["accuracy"],
+            "privatetest_macro_f1": res["macro_f1"], "privatetest_ece": res["ece"], "n": res["n"]}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=SHIPPED)
-    ap.add_argument("--weights", type=Path, default=WEIGHTS, help="torch state_dict of the same network")
+    ap.add_argument("--weights", type=Path, default=WEIGHTS, help="the trainer's checkpoint of the same network")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--calls", type=int, default=200, help="batch-1 calls per repeat")
@@ -93,99 +156,86 @@ def main(argv=None) -> int:
 
     import torch
 
-    from edge_agent.preprocess import PreprocessSpec
-    from workers.export import check_metadata, onnx_session
-
-    if not args.model.exists():
-        print(f"{args.model} not found: train and export the model first (docs/model.md)", file=sys.stderr)
-        return 1
+    for p in (args.model, args.weights):
+        if not p.exists():
+            print(f"{p} not found: train and ship the model first (docs/model.md)", file=sys.stderr)
+            return 1
     torch.set_num_threads(args.threads)
-    meta = check_metadata(args.model)
-    spec: PreprocessSpec = meta["spec"]
-    sess = onnx_session(args.model, args.threads)
-    name = sess.get_inputs()[0].name
-    model, weights = torch_model(meta, args.model.with_suffix(".json"), args.weights)
-    h, w = spec.size
-    rng = np.random.default_rng(0)
-    x1 = rng.standard_normal((1, spec.channels, h, w)).astype(np.float32)
-    xb = rng.standard_normal((args.batch, spec.channels, h, w)).astype(np.float32)
-    t1, tb = torch.from_numpy(x1), torch.from_numpy(xb)
-
-    def ort_run(x):
-        return sess.run(None, {name: x})[0]
-
-    def torch_run(x):
-        with torch.inference_mode():
-            return model(x)
-
-    with torch.inference_mode():
-        delta = float(np.abs(ort_run(xb) - model(tb).numpy()).max())
     info = machine()
-    print(f"{args.model.name} on {info['cpu']}, {args.threads} threads; max |Δlogit| ORT vs torch {delta:.2e}", file=sys.stderr)
-    for _ in range(20):  # warm-up: allocator, thread pools, ORT's first-run planning
-        ort_run(x1), torch_run(t1)
-    ort_run(xb), torch_run(tb)
-
-    samples = {"onnxruntime": {"b1": [], "bN": []}, "torch": {"b1": [], "bN": []}}
-    for r in range(args.repeats):
-        # Alternate the order so a slow spell of a shared machine hits both.
-        order = [("onnxruntime", ort_run, x1, xb), ("torch", torch_run, t1, tb)]
-        for engine, fn, a, b in order if r % 2 == 0 else order[::-1]:
-            samples[engine]["b1"].append(time_calls(fn, a, args.calls))
-            samples[engine]["bN"].append(time_calls(fn, b, args.batch_calls))
-        print(f"repeat {r + 1}/{args.repeats}: ORT {samples['onnxruntime']['b1'][-1] * 1e3:.3f} ms, "
-              f"torch {samples['torch']['b1'][-1] * 1e3:.3f} ms at batch 1", file=sys.stderr)
-
-    def summary(engine):
-        b1 = statistics.median(samples[engine]["b1"])
-        bn = statistics.median(samples[engine]["bN"])
-        return {"batch1_latency_ms": b1 * 1e3, f"batch{args.batch}_throughput_images_per_s": args.batch / bn,
-                f"batch{args.batch}_ms": bn * 1e3,
-                "per_repeat_batch1_ms": [v * 1e3 for v in samples[engine]["b1"]]}
-
-    ort, eager = summary("onnxruntime"), summary("torch")
-    tp = f"batch{args.batch}_throughput_images_per_s"
-    results = {
-        "machine": info,
-        "threads": args.threads,
-        "model": {"path": str(args.model.relative_to(ROOT)) if args.model.is_relative_to(ROOT) else str(args.model),
-                  "arch": meta["affectwatch.arch"], "version": meta["affectwatch.version"],
-                  "torch_weights": weights, "max_abs_logit_diff": delta},
-        "repeats": args.repeats,
-        "onnxruntime": ort,
-        "torch_eager": eager,
-        "ratios": {
-            "batch1_latency_torch_over_onnxruntime": eager["batch1_latency_ms"] / ort["batch1_latency_ms"],
-            f"batch{args.batch}_throughput_onnxruntime_over_torch": ort[tp] / eager[tp],
-        },
-    }
+    with tempfile.TemporaryDirectory() as tmp:
+        rows, notes = rows_for(args, Path(tmp))
+        rng = np.random.default_rng(0)
+        inputs = {}
+        for r in rows:
+            h, w = r.spec.size
+            inputs[r.name] = (rng.standard_normal((1, r.spec.channels, h, w)).astype(np.float32),
+                              rng.standard_normal((args.batch, r.spec.channels, h, w)).astype(np.float32))
+            for _ in range(20):  # warm-up: allocator, thread pools, ORT's first-run planning
+                r.run(inputs[r.name][0])
+            r.run(inputs[r.name][1])
+        samples = {r.name: {"b1": [], "bN": []} for r in rows}
+        for rep in range(args.repeats):
+            for r in rows if rep % 2 == 0 else rows[::-1]:
+                x1, xb = inputs[r.name]
+                samples[r.name]["b1"].append(time_calls(r.run, x1, args.calls))
+                samples[r.name]["bN"].append(time_calls(r.run, xb, args.batch_calls))
+            print(f"repeat {rep + 1}/{args.repeats}: " + ", ".join(
+                f"{r.name.split(' (')[0]} {samples[r.name]['b1'][-1] * 1e3:.3f} ms" for r in rows), file=sys.stderr)
+        cache: dict = {}
+        results_rows = []
+        for r in rows:
+            b1, bn = statistics.median(samples[r.name]["b1"]), statistics.median(samples[r.name]["bN"])
+            row = {"name": r.name, "parameters": r.parameters, "input": list(r.spec.size),
+                   "batch1_latency_ms": b1 * 1e3, "batch_throughput_images_per_s": args.batch / bn,
+                   "per_repeat_batch1_ms": [v * 1e3 for v in samples[r.name]["b1"]]}
+            if FER_ZIP.exists():
+                row.update(accuracy(r, cache))
+            results_rows.append(row)
+    if not FER_ZIP.exists():
+        notes["accuracy"] = f"{FER_ZIP} not found: no accuracy columns"
+    peer = next((r for r in results_rows if "peer" in r["name"]), None)
+    ours = results_rows[0]
+    ratios = {}
+    if peer:
+        ratios = {"batch1_latency_peer_over_ours": peer["batch1_latency_ms"] / ours["batch1_latency_ms"],
+                  "batch_throughput_ours_over_peer": ours["batch_throughput_images_per_s"] / peer["batch_throughput_images_per_s"],
+                  "batch1_latency_flip_over_one_pass": results_rows[1]["batch1_latency_ms"] / ours["batch1_latency_ms"]}
+    results = {"machine": info, "threads": args.threads, "batch": args.batch, "repeats": args.repeats,
+               "model": {"path": str(args.model.relative_to(ROOT)) if args.model.is_relative_to(ROOT) else str(args.model)},
+               "rows": results_rows, "ratios": ratios, "notes": notes}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "model.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "model.md").write_text(markdown(results, args.batch))
+    (args.out / "model.md").write_text(markdown(results))
     print((args.out / "model.md").read_text())
     return 0
 
 
-def markdown(r: dict, batch: int) -> str:
-    m, o, t, q = r["machine"], r["onnxruntime"], r["torch_eager"], r["ratios"]
-    tp = f"batch{batch}_throughput_images_per_s"
-    return "\n".join([
-        "# Model inference: ONNX Runtime vs torch eager (CPU)",
-        "",
-        f"Model `{r['model']['path']}` ({r['model']['arch']}, {r['model']['version']}); torch weights: "
-        f"{r['model']['torch_weights']}; max |Δlogit| between the two: {r['model']['max_abs_logit_diff']:.2e}.",
-        f"Machine: {m['cpu']}, {m['cores']} cores, load average at start {m['load_average_at_start']}; "
-        f"{r['threads']} threads each; torch {m['torch']}, ONNX Runtime {m['onnxruntime']}. "
-        f"Medians over {r['repeats']} repeats.",
-        "",
-        f"| | batch-1 latency (ms) | batch-{batch} throughput (images/s) |",
-        "|---|---:|---:|",
-        f"| ONNX Runtime | {o['batch1_latency_ms']:.3f} | {o[tp]:,.0f} |",
-        f"| torch eager | {t['batch1_latency_ms']:.3f} | {t[tp]:,.0f} |",
-        f"| ratio | torch / ORT = {q['batch1_latency_torch_over_onnxruntime']:.2f}× | "
-        f"ORT / torch = {q[f'batch{batch}_throughput_onnxruntime_over_torch']:.2f}× |",
-        "",
-    ])
+def markdown(r: dict) -> str:
+    m = r["machine"]
+    has_acc = any("privatetest_accuracy_7class" in row for row in r["rows"])
+    head = f"| | parameters | input | batch-1 latency (ms) | batch-{r['batch']} throughput (faces/s) |"
+    sep = "|---|---:|---:|---:|---:|"
+    if has_acc:
+        head += " PrivateTest 7-class | 3-class | ECE |"
+        sep += "---:|---:|---:|"
+    lines = ["# Model inference and accuracy: LiExNet against the peer (CPU)", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores, load average at start {m['load_average_at_start']}; "
+             f"{r['threads']} threads each; torch {m['torch']}, ONNX Runtime {m['onnxruntime']}. "
+             f"Medians over {r['repeats']} interleaved repeats.", "", head, sep]
+    for row in r["rows"]:
+        line = (f"| {row['name']} | {row['parameters']:,} | {row['input'][0]}×{row['input'][1]} | "
+                f"{row['batch1_latency_ms']:.3f} | {row['batch_throughput_images_per_s']:,.0f} |")
+        if has_acc:
+            line += (f" {row['privatetest_accuracy_7class']:.1%} | {row['privatetest_accuracy_3class']:.1%} | "
+                     f"{row['privatetest_ece']:.3f} |")
+        lines.append(line)
+    q = r["ratios"]
+    if q:
+        lines += ["", f"Peer / ours batch-1 latency: {q['batch1_latency_peer_over_ours']:.2f}×; ours / peer batch "
+                      f"throughput: {q['batch_throughput_ours_over_peer']:.2f}×; flip / one pass latency: "
+                      f"{q['batch1_latency_flip_over_one_pass']:.2f}×."]
+    lines += [f"\n{v}" for v in r["notes"].values()]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
     python -m tests.bench.bench_pipeline [--frames 150] [--repeats 3]
 
-Videos with 1 and with 4 faces (FER2013 test faces upscaled to 140 px on a moving,
-textured background) are decoded and run through detect → track → classify → smooth →
+Videos with 1 and with 4 faces (variants of scikit-image's public-domain `astronaut`
+photograph, upscaled to 140 px on a moving, textured background) are decoded and run through detect → track → classify → smooth →
 emit, detecting on every frame and with detect-and-track (detect one frame in 6). Writes
 bench-results/pipeline.json and bench-results/pipeline.md (medians over the repeats, the
 detect-and-track / detect-every-frame ratio, each stage's share of the time, the machine).
@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-DATASETS = ROOT.parent / "shared" / "datasets"
 OUT = ROOT / "bench-results"
 TMP = OUT / "tmp"
 SHIPPED = ROOT / "edge_agent" / "models" / "liexnet-fer2013.onnx"
@@ -119,13 +118,8 @@ def main(argv=None) -> int:
     from edge_agent.benchmark import bench_model, bench_video
     from edge_agent.classifier import load_model
     from edge_agent.config import from_dict
-    from edge_agent.detectors import HaarDetector
-    from edge_agent.synthetic import Scene, load_fer_faces, write_video
+    from edge_agent.synthetic import Scene, photo_faces, write_video
 
-    fer = DATASETS / "fer2013" / "fer2013.zip"
-    if not fer.exists():
-        print(f"FER2013 not found at {fer}", file=sys.stderr)
-        return 2
     TMP.mkdir(parents=True, exist_ok=True)
     if SHIPPED.exists():
         model_path, model_note = SHIPPED, "the shipped model"
@@ -133,10 +127,10 @@ def main(argv=None) -> int:
         model_path, model_note = untrained_liexnet(TMP / "liexnet-untrained.onnx")
     cfg = from_dict({})
     clf = load_model(model_path, threads=cfg.model.threads)
-    faces = [img for _, img in load_fer_faces(fer, 4, seed=0, detectable_by=HaarDetector())]
+    faces = photo_faces(4, seed=0)
     videos = {}
     for n in (1, 4):
-        path = TMP / f"scene-{n}-faces.mp4"
+        path = TMP / f"scene-{n}-photo-faces.mp4"
         if not path.exists():
             write_video(path, Scene(faces[:n], seed=0), 300, 30.0)  # same background: only the faces differ
         videos[n] = path

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from edge_agent.classifier import ModelError, crop_face, load_model
-from edge_agent.labels import VALENCE_CLASSES
+from edge_agent.labels import VALENCE_CLASSES, valence_of
 from edge_agent.preprocess import PreprocessSpec, preprocess
-from tests.unit.test_edge_helpers import FER7, build_tiny_model, fer_faces
+from tests.unit.test_edge_helpers import FER7, build_tiny_model, sample_faces
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def test_batch_matches_one_by_one_and_the_shared_preprocessing(model):
 def test_valence_groups_follow_the_default_map(model):
     clf = load_model(model)
     probs = np.eye(7, dtype=np.float32)
-    groups = [VALENCE_CLASSES[i] for i in clf.valence(probs).argmax(1)]
+    groups = [VALENCE_CLASSES[i] for i in clf.decide(probs)[2]]
     assert dict(zip(FER7, groups)) == {"angry": "negative", "disgust": "negative", "fear": "negative",
                                        "happy": "positive", "sad": "negative", "surprise": "positive",
                                        "neutral": "neutral"}
@@ -46,7 +46,21 @@ def test_valence_groups_follow_the_default_map(model):
 
 def test_valence_map_is_configurable(model):
     clf = load_model(model, valence_map={**dict.fromkeys(FER7, "neutral"), "surprise": "negative"})
-    assert VALENCE_CLASSES[int(clf.valence(np.eye(7, dtype=np.float32))[5].argmax())] == "negative"
+    assert VALENCE_CLASSES[int(clf.decide(np.eye(7, dtype=np.float32))[2][5])] == "negative"
+
+
+def test_label_and_valence_never_disagree_under_the_one_rule(model):
+    """The case that once printed `happy,negative`: happy is the top class, but the four
+    negative classes together hold more probability."""
+    clf = load_model(model)
+    p = np.array([[0.15, 0.1, 0.1, 0.35, 0.1, 0.1, 0.1]], dtype=np.float32)  # FER7 order
+    k, kp, v, vp = clf.decide(p)
+    assert clf.labels[k[0]] == "happy" and VALENCE_CLASSES[v[0]] == "positive"
+    assert kp[0] == pytest.approx(0.35) and vp[0] == pytest.approx(0.45)  # happy + surprise
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.full(7, 0.3), size=2000).astype(np.float32)
+    k, _, v, _ = clf.decide(probs)
+    assert [valence_of(clf.labels[i]) for i in k] == [VALENCE_CLASSES[i] for i in v]
 
 
 def test_rgb_three_class_model(tmp_path):
@@ -59,7 +73,7 @@ def test_rgb_three_class_model(tmp_path):
 
 def test_clahe_changes_the_input_but_not_the_shape(model):
     clf = load_model(model)
-    face = cv2.resize(fer_faces(1)[0], (120, 120))
+    face = cv2.resize(sample_faces(1)[0], (120, 120))
     face = (face // 3 + 60).astype(np.uint8)  # a washed-out face
     plain, eq = clf.classify([face]), clf.classify([face], clahe=2.0)
     assert plain.shape == eq.shape and not np.allclose(plain, eq)
@@ -105,7 +119,7 @@ def test_classify_command_writes_one_row_per_face(tmp_path, model):
 
     folder = tmp_path / "images"
     folder.mkdir()
-    scene = Scene(fer_faces(2), seed=3)
+    scene = Scene(sample_faces(2), seed=3)
     cv2.imwrite(str(folder / "two.png"), scene.frame(0))
     cv2.imwrite(str(folder / "none.png"), np.full((240, 320, 3), 127, np.uint8))
     out = tmp_path / "faces.csv"
@@ -116,7 +130,8 @@ def test_classify_command_writes_one_row_per_face(tmp_path, model):
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert [r["face"] for r in rows] == ["0", "1"]
     assert all(r["file"].endswith("two.png") and r["label"] in FER7 and r["valence"] in VALENCE_CLASSES
-               and 0 < float(r["confidence"]) <= 1 for r in rows)
+               and 0 < float(r["confidence"]) <= float(r["valence_confidence"]) <= 1 for r in rows)
+    assert all(valence_of(r["label"]) == r["valence"] for r in rows)  # every row the command writes
     truth = scene.boxes(0)
     for r in rows:
         box = np.array([float(r[k]) for k in "xywh"])

@@ -1,5 +1,6 @@
-"""Helpers shared by the edge agent's tests (a tiny self-describing model, FER faces, a
-synthetic scene, a small HTTP peer), and the tests that they themselves work."""
+"""Helpers shared by the edge agent's tests (a tiny self-describing model, faces from a
+real photograph, a synthetic scene, a small HTTP peer), and the tests that they
+themselves work."""
 from __future__ import annotations
 
 import json
@@ -10,8 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
-FER_ZIP = DATASETS / "fer2013" / "fer2013.zip"
 FER7 = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 GRAY48 = {"size": [48, 48], "color": "gray", "scale": 255.0, "mean": [0.5], "std": [0.5]}
 
@@ -57,23 +56,21 @@ def build_tiny_model(path, labels=FER7, preprocess=None, version="tiny@1", chann
 _faces_cache: dict = {}
 
 
-def fer_faces(n: int = 4, seed: int = 0) -> list[np.ndarray]:
-    """`n` FER2013 test faces that the Haar detector finds when upscaled to 140 px."""
-    if not FER_ZIP.exists():
-        pytest.skip(f"FER2013 not found at {FER_ZIP}")
+def sample_faces(n: int = 4, seed: int = 0) -> list[np.ndarray]:
+    """`n` 48x48 gray faces (edge_agent.synthetic.photo_faces: variants of a public-domain
+    photograph that scikit-image ships) that the Haar detector finds at 140 px."""
     key = (n, seed)
     if key not in _faces_cache:
-        from edge_agent.detectors import HaarDetector
-        from edge_agent.synthetic import load_fer_faces
+        from edge_agent.synthetic import photo_faces
 
-        _faces_cache[key] = [img for _, img in load_fer_faces(FER_ZIP, n, seed=seed, detectable_by=HaarDetector())]
+        _faces_cache[key] = photo_faces(n, seed=seed)
     return _faces_cache[key]
 
 
 def scene_video(path, n_faces: int = 2, frames: int = 90, fps: float = 30.0, seed: int = 0) -> Path:
     from edge_agent.synthetic import Scene, write_video
 
-    return write_video(path, Scene(fer_faces(n_faces, seed), seed=seed), frames, fps)
+    return write_video(path, Scene(sample_faces(n_faces, seed), seed=seed), frames, fps)
 
 
 class Peer:
@@ -170,6 +167,15 @@ def test_tiny_model_is_self_describing(tmp_path):
     assert clf.spec.size == (48, 48) and clf.spec.color == "gray"
 
 
-def test_fer_faces_are_found_by_haar():
-    faces = fer_faces(2)
-    assert len(faces) == 2 and all(f.shape == (48, 48) for f in faces)
+def test_photo_faces_are_distinct_and_found_by_haar():
+    import cv2
+
+    from edge_agent.detectors import HaarDetector
+
+    faces = sample_faces(4)
+    assert len(faces) == 4 and all(f.shape == (48, 48) and f.dtype == np.uint8 for f in faces)
+    assert all(np.abs(a.astype(int) - b).mean() > 3 for i, a in enumerate(faces) for b in faces[i + 1:])
+    for f in faces:
+        canvas = np.full((280, 280), 128, np.uint8)
+        canvas[70:210, 70:210] = cv2.resize(f, (140, 140), interpolation=cv2.INTER_CUBIC)
+        assert len(HaarDetector().detect(canvas)) == 1

@@ -13,7 +13,7 @@ from edge_agent.smoothing import TrackSmoother
 from edge_agent.sources import CameraReader, resolve_source
 from edge_agent.synthetic import Scene
 from edge_agent.tracking import FaceTracker, iou
-from tests.unit.test_edge_helpers import build_tiny_model, fer_faces, scene_video
+from tests.unit.test_edge_helpers import build_tiny_model, sample_faces, scene_video
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def clf(tmp_path_factory):
 
 @pytest.mark.parametrize("detect_every", [1, 6])
 def test_faces_are_found_followed_and_emit_events(clf, detect_every):
-    scene = Scene(fer_faces(3), seed=1)
+    scene = Scene(sample_faces(3), seed=1)
     cfg = from_dict({"detector": {"detect_every": detect_every}})
     events = []
     pipe = FramePipeline("cam0", cfg, ModelHolder(clf), events.extend)
@@ -51,7 +51,7 @@ def test_faces_are_found_followed_and_emit_events(clf, detect_every):
 
 
 def test_small_faces_are_skipped(clf):
-    scene = Scene(fer_faces(2), face_size=60, seed=2)
+    scene = Scene(sample_faces(2), face_size=60, seed=2)
     events = []
     pipe = FramePipeline("cam0", from_dict({"detector": {"min_face": 90, "detect_every": 1}}), ModelHolder(clf),
                          events.extend)
@@ -61,7 +61,7 @@ def test_small_faces_are_skipped(clf):
 
 
 def test_a_model_swap_is_picked_up_between_frames(clf, tmp_path):
-    scene = Scene(fer_faces(1), seed=4)
+    scene = Scene(sample_faces(1), seed=4)
     holder = ModelHolder(clf)
     pipe = FramePipeline("cam0", from_dict({}), holder, lambda ev: None)
     for t in range(10):
@@ -175,7 +175,7 @@ def test_detector_choice_and_a_missing_yunet_model(tmp_path):
 def test_haar_finds_the_scene_faces_at_their_places():
     from edge_agent.detectors import HaarDetector
 
-    scene = Scene(fer_faces(4), seed=0)
+    scene = Scene(sample_faces(4), seed=0)
     dets = HaarDetector().detect(scene.frame(0))
     overlap = iou(np.array(scene.boxes(0), np.float32), dets[:, :4])
     assert (overlap.max(axis=1) > 0.5).all()

@@ -22,8 +22,9 @@ from workers.data.synthetic import (
     write_manifest,
 )
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
-FER_ZIP = SHARED / "fer2013" / "fer2013.zip"
+from tests.conftest import dataset_path
+
+FER_ZIP = dataset_path("fer2013/fer2013.zip")
 
 
 def _check_fer(data, n_per_class):
@@ -176,7 +177,7 @@ def test_detect_kind_and_cache_round_trip(tmp_path):
     assert len(list(cache.glob("*.npz"))) == 2  # another spec, another cache entry
 
 
-@pytest.mark.skipif(not FER_ZIP.exists(), reason="shared FER2013 zip not present")
+@pytest.mark.dataset("fer2013/fer2013.zip")
 def test_real_fer2013_images_decode_to_model_pixels():
     from workers.data.decode import decode_image
 

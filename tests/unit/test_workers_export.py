@@ -36,7 +36,7 @@ SPEC = PreprocessSpec()
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    m = create_model("liexnet", input_match={"train_blur": 1.0, "eval_blur": 2.0})
+    m = create_model("liexnet")
     # Non-trivial BN statistics, so parity covers them.
     m.train()
     with torch.no_grad():
@@ -66,7 +66,7 @@ def test_export_carries_complete_metadata_and_matches_torch(model, images, tmp_p
     parity = parity_check(model, path, SPEC, images, tta_flip=tta_flip)
     assert parity["max_abs_logit_diff"] < 1e-4
     assert parity["argmax_agreement"] == 1.0
-    # The batch axis is dynamic, and the export is the eval-mode graph (blur included).
+    # The batch axis is dynamic, and the export is the eval-mode graph (dropout off, BN statistics).
     sess = onnx_session(path)
     x = normalize(images[:5], SPEC)
     out = sess.run(None, {sess.get_inputs()[0].name: x})[0]
@@ -76,6 +76,20 @@ def test_export_carries_complete_metadata_and_matches_torch(model, images, tmp_p
         train_mode = model(torch.from_numpy(x)).numpy()
     model.eval()
     assert np.abs(out - train_mode).max() > 1e-3 or tta_flip
+
+
+def test_temperature_is_folded_into_the_graph_whose_output_stays_logits(model, images, tmp_path):
+    x = normalize(images[:6], SPEC)
+    with torch.no_grad():
+        raw = model(torch.from_numpy(x)).numpy()
+    path = export_onnx(model, tmp_path / "t.onnx", SPEC, FER2013_CLASSES, "liexnet", "1", "fer2013", temperature=2.5)
+    assert float(check_metadata(path)["affectwatch.temperature"]) == 2.5
+    sess = onnx_session(path)
+    out = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    assert np.allclose(out, raw / 2.5, atol=1e-4)
+    assert parity_check(model, path, SPEC, images, temperature=2.5)["max_abs_logit_diff"] < 1e-4
+    with pytest.raises(ValueError, match="positive"):
+        export_onnx(model, tmp_path / "bad.onnx", SPEC, FER2013_CLASSES, "liexnet", "1", "fer2013", temperature=0.0)
 
 
 def test_missing_metadata_is_reported(model, tmp_path):
@@ -168,25 +182,30 @@ def test_ship_writes_onnx_card_and_a_checkpoint_fine_tuning_can_start_from(tmp_p
 
     data = write_fer2013_zip(tmp_path / "fer.zip", n_per_class=2)
     cli(["train", "--data", str(data), "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "run"),
-         "--epochs", "1", "--batch-size", "7", "--no-progress",
-         "--model-config", '{"input_match": {"train_blur": 1.0, "eval_blur": 3.0}}'])
-    card = ship(tmp_path / "run" / "best.pt", load_dataset(data, cache_dir=tmp_path / "c"), tmp_path / "m.onnx",
-                tmp_path / "m.json", tmp_path / "m.pt", blur_grid=(1.0, 2.0), log=lambda s: None)
-    assert card["model_config"]["input_match"]["eval_blur"] in (1.0, 2.0)
+         "--epochs", "1", "--batch-size", "7", "--no-progress"])
+    run = tmp_path / "run" / "best.pt"
+    card = ship(run, load_dataset(data, cache_dir=tmp_path / "c"), tmp_path / "m.onnx", tmp_path / "m.json",
+                tmp_path / "m.pt", figures_dir=tmp_path / "fig", ablations={"plain": run}, log=lambda s: None)
     assert set(card["headline"]) >= {"privatetest_accuracy_7class", "privatetest_macro_f1",
-                                     "privatetest_accuracy_3class", "privatetest_negative_recall"}
+                                     "privatetest_accuracy_3class", "privatetest_negative_recall",
+                                     "privatetest_ece", "privatetest_ece_uncalibrated"}
+    assert card["temperature"] > 0
+    assert float(check_metadata(tmp_path / "m.onnx")["affectwatch.temperature"]) == pytest.approx(card["temperature"], rel=1e-5)
     assert card["cost"]["parameters"] <= 50_000 and card["cost"]["flops_per_image"] > 0
     assert card["parity"]["max_abs_logit_diff"] < 1e-4
     assert card["commands"]["train"].startswith("python -m workers.training train")
-    assert check_metadata(tmp_path / "m.onnx")["affectwatch.arch"] == "liexnet+flip"
+    assert check_metadata(tmp_path / "m.onnx")["affectwatch.arch"] == "liexnet"  # no flip unless asked
+    assert [r["row"] for r in card["ablation"]][:2] == ["plain", "shipped checkpoint + test-time flip"]
+    assert "logit adjustment" in card["ablation"][2]["row"]
+    assert set(card["metrics"]["PrivateTest"]["per_class_recall"]) == set(FER2013_CLASSES)
+    assert (tmp_path / "fig" / "reliability-privatetest.png").stat().st_size > 0
     base = load_base(tmp_path / "m.pt")
-    assert base.model_config["input_match"]["eval_blur"] == card["model_config"]["input_match"]["eval_blur"]
+    assert base.arch == "liexnet" and base.state_dict is not None
 
 
 SHIPPED = __import__("pathlib").Path(__file__).resolve().parents[2] / "edge_agent" / "models" / "liexnet-fer2013.onnx"
 
 
-@pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped model yet")
 def test_the_shipped_model_is_self_describing_and_its_card_holds_measured_numbers():
     meta = check_metadata(SHIPPED)
     assert meta["labels"] == list(FER2013_CLASSES)
@@ -194,6 +213,8 @@ def test_the_shipped_model_is_self_describing_and_its_card_holds_measured_number
     card = json.loads(SHIPPED.with_suffix(".json").read_text())
     assert card["version"] == meta["affectwatch.version"]
     assert card["cost"]["parameters"] <= 50_000
+    assert float(meta["affectwatch.temperature"]) == pytest.approx(card["temperature"], rel=1e-5)
+    assert card["classes"] == meta["labels"]
     for key in ("privatetest_accuracy_7class", "privatetest_macro_f1", "privatetest_accuracy_3class",
                 "privatetest_negative_recall"):
         assert 0 < card["headline"][key] <= 1
@@ -204,3 +225,11 @@ def test_the_shipped_model_is_self_describing_and_its_card_holds_measured_number
     sess = onnx_session(SHIPPED)
     for n in (1, 3):
         assert sess.run(None, {sess.get_inputs()[0].name: np.zeros((n, 1, 48, 48), np.float32)})[0].shape == (n, 7)
+
+
+def test_logit_adjustment_follows_the_class_prior():
+    from workers.model_card import logit_adjustment
+
+    shift = logit_adjustment([0, 0, 1, 2], 4, tau=1.0)  # class 3 absent: counted as 1
+    assert shift == pytest.approx(-np.log([2 / 4, 1 / 4, 1 / 4, 1 / 4]))
+    assert logit_adjustment([0, 0, 1, 2], 4, tau=0.5) == pytest.approx(shift / 2)

@@ -155,3 +155,32 @@ def test_distillation_from_a_teacher_checkpoint_through_the_cli(tmp_path, capsys
     cli(["train", *common, "--epochs", "2", "--out", str(tmp_path / "student"), "--resume",
          "--teacher", str(tmp_path / "teacher" / "best.pt"), "--distill-alpha", "0.7"])
     assert len(torch.load(tmp_path / "student" / "last.pt", weights_only=False)["history"]) == 2
+
+
+@pytest.mark.parametrize("path", ["distillation", "cached_distillation", "class_balanced"])
+def test_distillation_and_class_balanced_training_lower_the_loss(toy, path):
+    from workers.predict import predict_logits
+
+    x, y, _, _ = toy
+    kw = {}
+    if path.endswith("distillation"):
+        teacher = _model(seed=5)
+        fit(teacher, x, y, config=TrainConfig(epochs=8, **FAST), progress=False, log=lambda s: None)
+        kw["teacher"] = teacher.eval()
+        fast = {**FAST, "augment": AugmentConfig(rotate_deg=0, scale=0, translate=0, brightness=0, contrast=0, erase=0)}
+        cfg = TrainConfig(epochs=8, distill_alpha=0.9, distill_temperature=4.0,
+                          distill_cached=path == "cached_distillation", **fast)
+    else:
+        # Class 2 is rare (3 of 35 images): the class-balanced weights must still teach it.
+        keep = np.concatenate([np.flatnonzero(y != 2), np.flatnonzero(y == 2)[:3]])
+        x, y = x[keep], y[keep]
+        cfg = TrainConfig(epochs=10, class_balanced=True, **FAST)
+    student = _model()
+    res = fit(student, x, y, config=cfg, progress=False, log=lambda s: None, **kw)
+    losses = [m.train_loss for m in res.history]
+    assert losses[-1] < 0.8 * losses[0]
+    pred = predict_logits(student, x, SPEC).argmax(1)
+    if path.endswith("distillation"):  # the student learns to answer as its teacher does
+        assert (pred == predict_logits(kw["teacher"], x, SPEC).argmax(1)).mean() > 0.7
+    else:
+        assert (pred[y == 2] == 2).any()

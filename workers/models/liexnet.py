@@ -27,7 +27,6 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from .input_match import InputMatch
 from .registry import register_model
 
 ABLATIONS = {
@@ -129,7 +128,6 @@ class LiExNet(nn.Module):
         ablation: str | None = None,
         eca_gamma: float = 2.0,
         eca_b: float = 1.0,
-        input_match: dict | None = None,
     ):
         super().__init__()
         if ablation not in ABLATIONS:
@@ -143,8 +141,6 @@ class LiExNet(nn.Module):
             blocks.append(LiExBlock(c, f, ck[i], dk[i], lk[i], ablation, eca_gamma, eca_b))
             c = f
         self.features = nn.Sequential(*blocks)
-        # Optional parameter-free front end (see input_match.py); off by default.
-        self.input_match = InputMatch(in_channels, **input_match) if input_match else nn.Identity()
         h, w = (int(v) for v in input_size)
         gh, gw = h >> n, w >> n
         if gh < 1 or gw < 1:
@@ -159,7 +155,7 @@ class LiExNet(nn.Module):
         self.ablation = ablation
 
     def forward(self, x):
-        return self.classifier(self.features(self.input_match(x)))
+        return self.classifier(self.features(x))
 
 
 @register_model("liexnet")

@@ -79,6 +79,7 @@ def cmd_train(args):
         weight_decay=args.weight_decay, schedule=args.schedule, warmup_pct=args.warmup_pct,
         label_smoothing=args.label_smoothing, mixup_alpha=args.mixup, class_balanced=args.class_balanced,
         augment=aug, distill_alpha=args.distill_alpha, distill_temperature=args.distill_temperature,
+        distill_cached=args.distill_cached,
         seed=args.seed, tta_flip=args.tta_flip, select_metric=args.select,
     )
     teacher = None
@@ -138,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", default=None, help="teacher checkpoint for knowledge distillation")
     p.add_argument("--distill-alpha", type=float, default=0.5)
     p.add_argument("--distill-temperature", type=float, default=4.0)
+    p.add_argument("--distill-cached", action="store_true",
+                   help="teacher logits once per image and mirror before training (cheaper; ignores other augmentation)")
     p.add_argument("--tta-flip", action="store_true", help="validate with test-time horizontal flip")
     p.add_argument("--select", choices=("accuracy", "macro_f1"), default="accuracy")
     p.add_argument("--seed", type=int, default=0)

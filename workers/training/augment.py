@@ -35,8 +35,11 @@ def _uniform(n, lo, hi, g):
     return torch.rand(n, generator=g) * (hi - lo) + lo
 
 
-def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator, return_flip: bool = False):
+    """The augmented batch (N, C, H, W); with return_flip also the (N,) bool mask of the
+    images that were mirrored (cached distillation picks the matching teacher logits)."""
     n, _, h, w = x.shape
+    flip = torch.zeros(n, dtype=torch.bool)
     if cfg.flip > 0:
         flip = torch.rand(n, generator=g) < cfg.flip
         if flip.any():
@@ -71,7 +74,7 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> to
             & do[:, None, None]
         )
         x = x.masked_fill(box[:, None], 0.0)
-    return x
+    return (x, flip) if return_flip else x
 
 
 def mixup(x: torch.Tensor, q: torch.Tensor, alpha: float, g: torch.Generator):

@@ -121,9 +121,16 @@ def cmd_ship(args, _load, _threads):
     _, ck = load_checkpoint(args.checkpoint)
     data = _load(args, PreprocessSpec.from_dict(ck["meta"]["preprocess"]))
     notes = json.loads(Path(args.notes).read_text()) if args.notes else None
+    ablations = {}
+    for item in args.ablation or []:
+        name, sep, path = item.partition("=")
+        if not sep or not path:
+            raise SystemExit(f"--ablation wants NAME=CHECKPOINT, got {item!r}")
+        ablations[name] = path
     card = ship(
         args.checkpoint, data, args.onnx, args.card, args.weights, args.val_split, args.test_split,
-        tta_flip=not args.no_flip, version=args.version, notes=notes, confusion_dir=args.confusion_dir,
+        tta_flip=args.flip, calibrate=not args.no_calibrate, version=args.version, notes=notes,
+        figures_dir=args.figures_dir, ablations=ablations,
         ship_command="python -m workers.training " + " ".join(shlex.quote(a) for a in args.argv),
         log=lambda s: print(s, file=sys.stderr),
     )
@@ -179,18 +186,21 @@ def add_subcommands(sub, _add_data_args, _spec_from_args, _load, _threads):
     p.add_argument("--max-batch", type=int, default=32)
     p.set_defaults(func=cmd_build_engine)
 
-    p = sub.add_parser("ship", help="tune the eval blur on validation, test once, export ONNX + model card")
+    p = sub.add_parser("ship", help="fit the temperature on validation, test once, export ONNX + model card")
     _add_data_args(p)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--onnx", required=True)
     p.add_argument("--card", required=True, help="model card JSON path")
-    p.add_argument("--weights", default=None, help="also save the torch state_dict here")
+    p.add_argument("--weights", default=None, help="also save the torch checkpoint here (fine-tuning starts from it)")
     p.add_argument("--val-split", default="PublicTest")
     p.add_argument("--test-split", default="PrivateTest")
-    p.add_argument("--no-flip", action="store_true", help="do not bake test-time flip into the ONNX graph")
-    p.add_argument("--version", default="liexnet-fer2013@1")
+    p.add_argument("--flip", action="store_true", help="bake test-time flip into the ONNX graph (2x the cost)")
+    p.add_argument("--no-calibrate", action="store_true", help="do not fit and fold in a temperature")
+    p.add_argument("--version", default="liexnet-fer2013@2")
+    p.add_argument("--ablation", action="append", metavar="NAME=CHECKPOINT",
+                   help="a row of the card's ablation table (repeatable)")
     p.add_argument("--notes", default=None, help="JSON merged into the card (what was tried, and what it gave)")
-    p.add_argument("--confusion-dir", default=None)
+    p.add_argument("--figures-dir", default=None, help="confusion matrices and reliability diagram (PNG)")
     p.set_defaults(func=lambda a: cmd_ship(a, _load, _threads))
 
     p = sub.add_parser("report", help="parameters, FLOPs, peak inference memory, ONNX Runtime latency")

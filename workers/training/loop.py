@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from edge_agent.preprocess import PreprocessSpec, normalize
 
+from ..evaluation import macro_f1
 from ..predict import predict_logits
 from .augment import AugmentConfig, augment_batch, mixup
 from .losses import class_balanced_weights, distillation_loss, soft_targets, weighted_cross_entropy
@@ -45,6 +46,10 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     distill_alpha: float = 0.5
     distill_temperature: float = 4.0
+    # Teacher logits computed once per image and its mirror before training, instead of
+    # a teacher forward pass per augmented batch: ~2.5x cheaper per epoch on a CPU, at
+    # the price of soft targets that ignore the small affine/colour/erasing changes.
+    distill_cached: bool = False
     seed: int = 0
     tta_flip: bool = False  # validate on the mean of image and mirror logits
     select_metric: str = "accuracy"  # accuracy | macro_f1
@@ -82,18 +87,6 @@ class FitResult:
 
 class TrainingError(RuntimeError):
     pass
-
-
-def _macro_f1(y_true, y_pred, num_classes) -> float:
-    f1s = []
-    for c in range(num_classes):
-        tp = np.sum((y_pred == c) & (y_true == c))
-        fp = np.sum((y_pred == c) & (y_true != c))
-        fn = np.sum((y_pred != c) & (y_true == c))
-        if tp + fp + fn == 0:
-            continue
-        f1s.append(2 * tp / (2 * tp + fp + fn))
-    return float(np.mean(f1s)) if f1s else 0.0
 
 
 def _optimizer(model, cfg: TrainConfig):
@@ -189,6 +182,12 @@ def fit(
         weights = weights * cw[labels_t]
     if teacher is not None:
         teacher.eval()
+    cached_teacher = None
+    if teacher is not None and cfg.distill_cached:
+        # (N, 2, C): the teacher's logits for each training image and for its mirror.
+        cached_teacher = torch.from_numpy(np.stack([
+            predict_logits(teacher, train_images, spec, cfg.eval_batch_size),
+            predict_logits(teacher, train_images[:, :, ::-1], spec, cfg.eval_batch_size)], axis=1))
     has_val = val_images is not None and len(val_images) > 0
 
     out = Path(out_dir) if out_dir else None
@@ -237,15 +236,21 @@ def fit(
             x = torch.from_numpy(normalize(train_images[idx.numpy()], spec))
             y = labels_t[idx]
             w = weights[idx]
-            x = augment_batch(x, cfg.augment, g).contiguous(memory_format=memory_format)
+            x, flipped = augment_batch(x, cfg.augment, g, return_flip=True)
+            x = x.contiguous(memory_format=memory_format)
             q = soft_targets(y, num_classes, cfg.label_smoothing)
             if cfg.mixup_alpha > 0:
                 x, q, perm, lam = mixup(x, q, cfg.mixup_alpha, g)
                 w = lam * w + (1 - lam) * w[perm]
             logits = model(x)
             if teacher is not None:
-                with torch.no_grad():
-                    t_logits = teacher(x)
+                if cached_teacher is not None:
+                    t_logits = cached_teacher[idx, flipped.long()]
+                    if cfg.mixup_alpha > 0:
+                        t_logits = lam * t_logits + (1 - lam) * t_logits[perm]
+                else:
+                    with torch.no_grad():
+                        t_logits = teacher(x)
                 loss = distillation_loss(logits, t_logits, q, cfg.distill_alpha, cfg.distill_temperature, w)
             else:
                 loss = weighted_cross_entropy(logits, q, w)
@@ -274,7 +279,7 @@ def fit(
             m.val_loss = float(nn.functional.cross_entropy(lt, torch.from_numpy(val_labels.astype(np.int64))))
             pred = logits.argmax(1)
             m.val_accuracy = float((pred == val_labels).mean())
-            m.val_macro_f1 = _macro_f1(val_labels, pred, num_classes)
+            m.val_macro_f1 = macro_f1(val_labels, pred, num_classes)
         m.seconds = time.time() - t0
         history.append(m)
         score = (m.val_macro_f1 if cfg.select_metric == "macro_f1" else m.val_accuracy) if has_val else -m.train_loss
