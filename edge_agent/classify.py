@@ -1,8 +1,12 @@
-"""`classify`: faces in image files → CSV rows, with optional annotated copies."""
+"""`classify`: faces in image files → CSV rows, with optional annotated copies.
+
+Every input file is accounted for: one row per face found, or one row with status
+`no face` or `unreadable` (and the reason) and empty face columns, and a closing
+summary that counts them."""
 from __future__ import annotations
 
-import csv
-import sys
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -11,22 +15,62 @@ import numpy as np
 from .classifier import Classifier, crop_face
 from .detectors import FaceDetector
 from .labels import VALENCE_CLASSES
+from .spreadsheet import SafeDictWriter
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
-COLUMNS = ["file", "face", "x", "y", "w", "h", "label", "valence", "confidence", "valence_confidence"]
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".gif"}
+COLUMNS = ["file", "status", "face", "x", "y", "w", "h", "label", "valence", "confidence", "valence_confidence"]
+FACES, NO_FACE, UNREADABLE = "faces", "no face", "unreadable"
 COLORS = {"negative": (60, 60, 230), "neutral": (200, 200, 200), "positive": (80, 200, 80)}
 
 
-def iter_images(paths) -> list[Path]:
-    out = []
+def iter_images(paths) -> tuple[list[Path], int]:
+    """(the image files named or found in the folders named, the number of other files
+    in those folders). A named path that does not exist is kept, so it gets its row."""
+    out, other = [], 0
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file()))
-        elif p.is_file():
-            out.append(p)
+            for q in sorted(p.rglob("*")):
+                if q.is_file():
+                    if q.suffix.lower() in IMAGE_SUFFIXES and not q.name.startswith("._"):
+                        out.append(q)
+                    else:
+                        other += 1
         else:
-            print(f"warning: {p}: no such file or folder", file=sys.stderr)
-    return out
+            out.append(p)
+    return out, other
+
+
+def read_image(path: Path) -> tuple[np.ndarray | None, str]:
+    """(BGR image, "") or (None, why not). GIFs (which cv2.imread cannot open) are read
+    through their first frame; a truncated file is unreadable, not half an image."""
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as exc:
+        return None, exc.strerror or str(exc)
+    if path.suffix.lower() == ".gif":
+        cap = cv2.VideoCapture(str(path))
+        ok, image = cap.read()
+        cap.release()
+        return (image, "") if ok else (None, "not a GIF OpenCV can read")
+    if path.suffix.lower() in (".jpg", ".jpeg") and not data[-2:].tobytes() == b"\xff\xd9":
+        return None, "truncated JPEG (no end-of-image marker)"
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if len(data) else None
+    return (image, "") if image is not None else (None, "not an image OpenCV can read")
+
+
+@dataclass
+class ClassifySummary:
+    """What a `classify_paths` run did, per file status."""
+
+    files: Counter = field(default_factory=Counter)
+    faces: int = 0
+    other_files: int = 0  # in the folders, not image files (by suffix); no rows
+
+    def __str__(self) -> str:
+        n = sum(self.files.values())
+        return (f"{n} image file(s): {self.files[FACES]} with faces ({self.faces} face(s)), "
+                f"{self.files[NO_FACE]} with no face, {self.files[UNREADABLE]} unreadable; "
+                f"{self.other_files} other file(s) in the folders ignored")
 
 
 def classify_image(image: np.ndarray, detector: FaceDetector, clf: Classifier, margin: float = 0.1,
@@ -60,22 +104,28 @@ def annotate(image: np.ndarray, rows: list[dict]) -> np.ndarray:
 
 
 def classify_paths(paths, detector: FaceDetector, clf: Classifier, out, margin=0.1, clahe=0.0,
-                   annotate_dir: str | Path | None = None, whole_if_none: bool = False) -> int:
-    """Writes CSV rows to the file object `out`; returns the number of faces."""
-    writer = csv.DictWriter(out, fieldnames=COLUMNS)
+                   annotate_dir: str | Path | None = None, whole_if_none: bool = False) -> ClassifySummary:
+    """Writes CSV rows to the file object `out` — one per face, or one per file without
+    a face or that cannot be read — and returns the summary."""
+    writer = SafeDictWriter(out, fieldnames=COLUMNS)  # a file named '=cmd|...' stays text
     writer.writeheader()
-    faces = 0
-    for path in iter_images(paths):
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    images, other = iter_images(paths)
+    summary = ClassifySummary(other_files=other)
+    for path in images:
+        image, why = read_image(path)
         if image is None:
-            print(f"warning: {path}: not an image OpenCV can read", file=sys.stderr)
+            writer.writerow({"file": str(path), "status": f"{UNREADABLE}: {why}"})
+            summary.files[UNREADABLE] += 1
             continue
         rows = classify_image(image, detector, clf, margin, clahe, whole_if_none)
         for r in rows:
-            writer.writerow({"file": str(path), **r})
-        faces += len(rows)
+            writer.writerow({"file": str(path), "status": FACES, **r})
+        if not rows:
+            writer.writerow({"file": str(path), "status": NO_FACE})
+        summary.files[FACES if rows else NO_FACE] += 1
+        summary.faces += len(rows)
         if annotate_dir:
-            target = Path(annotate_dir) / f"{path.stem}.annotated{path.suffix if path.suffix.lower() != '.pgm' else '.png'}"
+            target = Path(annotate_dir) / f"{path.stem}.annotated{path.suffix if path.suffix.lower() not in ('.pgm', '.gif') else '.png'}"
             target.parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(target), annotate(image, rows))
-    return faces
+    return summary

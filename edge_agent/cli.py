@@ -100,10 +100,11 @@ def cmd_classify(args) -> int:
     margin = cfg.classifier.margin if args.margin is None else args.margin
     if args.out and args.out != "-":
         with open(args.out, "w", newline="") as f:
-            n = classify_paths(args.paths, detector, clf, f, margin, clahe, args.annotate, args.whole_if_none)
+            summary = classify_paths(args.paths, detector, clf, f, margin, clahe, args.annotate, args.whole_if_none)
     else:
-        n = classify_paths(args.paths, detector, clf, sys.stdout, margin, clahe, args.annotate, args.whole_if_none)
-    print(f"{n} face(s)", file=sys.stderr)
+        summary = classify_paths(args.paths, detector, clf, sys.stdout, margin, clahe, args.annotate,
+                                 args.whole_if_none)
+    print(summary, file=sys.stderr)
     return 0
 
 

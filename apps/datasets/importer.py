@@ -12,7 +12,6 @@ suspicious compression ratio is refused before a byte is inflated.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import os
@@ -30,6 +29,9 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from workers.data.csvtext import dict_reader
+from workers.data.imageset import is_os_metadata
+
 from .models import DatasetImport, Label, Sample, Subject
 
 
@@ -46,7 +48,6 @@ MAX_PIXELS = 16_000_000
 MIN_FACE_PX = 32  # a face smaller than this on its shorter side carries no expression
 MIN_CONTRAST = 2.0  # grey-level standard deviation below which an image is blank
 IMAGE_EXTENSIONS = {".jpg": ".jpg", ".jpeg": ".jpg", ".png": ".png", ".bmp": ".bmp", ".webp": ".webp", ".pgm": ".pgm"}
-IGNORED = ("__MACOSX/", ".DS_Store", "Thumbs.db")
 TRUE, FALSE = {"1", "true", "yes", "y", "t"}, {"0", "false", "no", "n", "f"}
 MANIFEST, SUBJECTS = "manifest.csv", "subjects.csv"
 
@@ -69,12 +70,16 @@ class _Plan:
         self.errors.append({"file": file, "reason": reason})
 
 
+def normalize_name(name: str) -> str:
+    """A member or manifest path with Windows separators turned into '/' (zips made on
+    Windows store 'images\\a.jpg'); `unsafe_name` then checks the result."""
+    return name.replace("\\", "/")
+
+
 def unsafe_name(name: str) -> str | None:
-    """Why a member name could escape the data set's folder, or None."""
+    """Why a (normalized) member name could escape the data set's folder, or None."""
     if "\x00" in name:
         return "file name contains a NUL byte"
-    if "\\" in name:
-        return "file name contains a backslash (Windows path separators are not accepted)"
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
         return "absolute path (path traversal)"
     if ".." in name.split("/"):
@@ -159,7 +164,7 @@ def _csv_rows(zf, info, plan, required):
     except (ValueError, UnicodeDecodeError) as exc:
         plan.reject(info.filename, f"unreadable CSV ({exc})")
         return None
-    reader = csv.DictReader(io.StringIO(text))
+    reader = dict_reader(text)  # a BOM, ';' or tabs, as spreadsheet tools write
     missing = [c for c in required if c not in (reader.fieldnames or [])]
     if missing:
         plan.reject(info.filename, f"missing column(s) {', '.join(missing)}; expected {','.join(required)}")
@@ -176,8 +181,8 @@ def plan_import(dataset, zf: zipfile.ZipFile) -> _Plan:
         raise ImportRejected([{"file": "(archive)", "reason": f"more than {MAX_UNPACKED_BYTES >> 20} MB when unpacked"}])
     members, manifest = {}, None
     for info in infos:
-        name = info.filename
-        if name.endswith("/") or any(part in name for part in IGNORED):
+        name = normalize_name(info.filename)
+        if name.endswith("/") or is_os_metadata(name):  # __MACOSX/, ._AppleDouble, .DS_Store, Thumbs.db
             continue
         why = unsafe_name(name)
         if why is None and _is_link(info):
@@ -226,7 +231,7 @@ def plan_import(dataset, zf: zipfile.ZipFile) -> _Plan:
     listed, seen_sha = {manifest, subjects_name}, {}
     stored_sha = set(dataset.samples.values_list("sha256", flat=True))
     for n, row in enumerate(rows or [], start=2):
-        rel = (row["path"] or "").strip()
+        rel = normalize_name((row["path"] or "").strip())
         where = f"{MANIFEST}:{n} ({rel or 'no path'})"
         why = unsafe_name(rel) if rel else "empty path"
         if why:

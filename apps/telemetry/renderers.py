@@ -1,9 +1,10 @@
-import csv
 import io
 import json
 from datetime import datetime, timezone
 
 from rest_framework import renderers
+
+from edge_agent.spreadsheet import SafeWriter
 
 from .trends import COLUMNS, RawJSON
 
@@ -29,7 +30,7 @@ class CSVRenderer(renderers.BaseRenderer):
 
     def render(self, data, accepted_media_type=None, renderer_context=None):
         out = io.StringIO()
-        writer = csv.writer(out)
+        writer = SafeWriter(out)  # a zone named '=HYPERLINK(...)' stays text
         if isinstance(data, dict) and "series" in data:
             series = data["series"]
             times = [datetime.fromtimestamp(t, timezone.utc).isoformat() for t in series["t"]]

@@ -74,6 +74,7 @@ def test_the_same_images_twice_are_refused_and_nothing_is_added(lab):
 
 BAD = {
     "traversal": ({"../../etc/evil.jpg": b"x"}, [], "../../etc/evil.jpg", "path traversal"),
+    "windows traversal": ({"..\\..\\etc\\evil.jpg": b"x"}, [], "../../etc/evil.jpg", "path traversal"),
     "absolute": ({"/tmp/evil.jpg": b"x"}, [], "/tmp/evil.jpg", "absolute path"),
     "manifest traversal": ({}, [["../outside.jpg", "negative", 1, "S01"]], "manifest.csv", "path traversal"),
     "not an image": ({"images/notes.jpg": b"this is text, not a JPEG"}, [["images/notes.jpg", "neutral", 1, "S01"]],
@@ -104,6 +105,28 @@ def test_a_bad_file_rejects_the_whole_import_with_its_reason(lab, case):
     assert ds.samples.count() == 0 and ds.subjects.count() == 0
     assert DatasetImport.objects.get(dataset=ds).status == "rejected"
     assert not default_storage.exists(f"datasets/{ds.id}")
+
+
+def test_zips_as_windows_and_macos_tools_make_them_are_accepted(lab):
+    """Backslash separators (Windows), AppleDouble `._` files and `__MACOSX/` (macOS),
+    an extra top folder, and a manifest saved by Excel (BOM, ';') — all one data set."""
+    api, ds, _ = lab
+    src = zipfile.ZipFile(io.BytesIO(itch_zip(n=9, subjects=3)))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in src.namelist():
+            data = src.read(name)
+            if name.endswith(".csv"):
+                text = data.decode().replace(",", ";").replace("images/", "images\\")
+                data = ("\ufeff" + text).encode()
+            z.writestr("export\\" + name.replace("/", "\\"), data)
+            if name.startswith("images/"):
+                z.writestr("export\\images\\._" + name.split("/")[1], b"\0\5\26\7 AppleDouble")
+                z.writestr("__MACOSX/export/images/._" + name.split("/")[1], b"\0\5\26\7")
+        z.writestr("export\\.DS_Store", b"\0\0\0\1Bud1")
+    res = upload(api, ds, buf.getvalue())
+    assert res.status_code == 201, res.json()
+    assert res.json()["accepted"] == 9 and ds.samples.count() == 9 and ds.subjects.count() == 3
 
 
 def test_a_zip_bomb_is_refused_before_it_is_inflated(lab):

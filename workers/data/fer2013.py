@@ -7,7 +7,6 @@ prefixes gets Training for `train/` and Test for `test/`.
 """
 from __future__ import annotations
 
-import csv
 import os
 import zipfile
 from pathlib import Path
@@ -17,8 +16,9 @@ import numpy as np
 from edge_agent.labels import FER2013_CLASSES
 from edge_agent.preprocess import PreprocessSpec, to_model_pixels
 
+from .csvtext import dict_reader, read_text
 from .decode import decode_image
-from .imageset import ImageSet, ImportError_, ImportReport
+from .imageset import ImageSet, ImportError_, ImportReport, is_os_metadata
 from .labels import canonical
 
 SPLITS = ("Training", "PublicTest", "PrivateTest")
@@ -36,7 +36,7 @@ def _tree_entries(names: list[str]):
     """(path, top, class folder, file name) for images at <top>/<class>/<file>,
     tolerating one enclosing folder (e.g. fer2013/train/happy/x.jpg)."""
     for n in names:
-        if n.endswith("/") or not n.lower().endswith(IMAGE_SUFFIXES):
+        if n.endswith("/") or not n.lower().endswith(IMAGE_SUFFIXES) or is_os_metadata(n):
             continue
         parts = n.strip("/").split("/")
         if len(parts) < 3 or parts[-3].lower() not in ("train", "test"):
@@ -108,41 +108,47 @@ def read_fer2013_csv(path, spec: PreprocessSpec = PreprocessSpec(), classes=FER2
     report = ImportReport()
     images, labels, splits = [], [], []
     try:
-        f = open(path, newline="")
+        text = read_text(path)
     except OSError as e:
         raise ImportError_(f"{path}: cannot open ({e})") from None
-    with f:
-        reader = csv.DictReader(f)
-        missing = {"emotion", "pixels", "Usage"} - set(reader.fieldnames or ())
-        if missing:
-            raise ImportError_(f"{path}: missing column(s) {sorted(missing)}; expected emotion,pixels,Usage")
-        for row_no, row in enumerate(reader, start=2):
-            where = f"{path.name}:{row_no}"
-            try:
-                e = int(row["emotion"])
-                if not 0 <= e < len(FER2013_CLASSES):
-                    raise ValueError
-            except (TypeError, ValueError):
-                if strict_labels:
-                    raise ImportError_(f"{where}: emotion {row['emotion']!r} is not 0..6") from None
-                report.skip("unknown label", where)
-                continue
-            c = canonical(FER2013_CLASSES[e], classes)
-            if c is None:
-                report.skip("unknown label", where)
-                continue
-            try:
-                px = np.array((row["pixels"] or "").split(), dtype=np.int64)
-            except ValueError:
-                px = np.zeros(0)
-            side = int(round(np.sqrt(px.size)))
-            if px.size == 0 or side * side != px.size or px.min() < 0 or px.max() > 255:
-                report.skip("corrupt image", where)
-                continue
-            images.append(to_model_pixels(px.astype(np.uint8).reshape(side, side), spec))
-            labels.append(classes.index(c))
-            splits.append((row["Usage"] or "").strip() or "Training")
-            report.read += 1
+    reader = dict_reader(text)
+    missing = {"emotion", "pixels", "Usage"} - set(reader.fieldnames or ())
+    if missing:
+        raise ImportError_(f"{path}: missing column(s) {sorted(missing)}; the header must be emotion,pixels,Usage "
+                           f"(found {reader.fieldnames})")
+    for row_no, row in enumerate(reader, start=2):
+        where = f"{path.name}:{row_no}"
+        if row.get(None):
+            report.skip("extra column(s)", where)
+            continue
+        try:
+            e = int(row["emotion"])
+            if not 0 <= e < len(FER2013_CLASSES):
+                raise ValueError
+        except (TypeError, ValueError):
+            if strict_labels:
+                raise ImportError_(f"{where}: emotion {row['emotion']!r} is not 0..6") from None
+            report.skip("unknown label", where)
+            continue
+        c = canonical(FER2013_CLASSES[e], classes)
+        if c is None:
+            report.skip("unknown label", where)
+            continue
+        try:
+            px = np.array((row["pixels"] or "").split(), dtype=np.int64)
+        except ValueError:
+            px = np.zeros(0)
+        side = int(round(np.sqrt(px.size)))
+        if px.size == 0 or side * side != px.size:
+            report.skip("pixel count not a square image", f"{where} ({px.size} values)")
+            continue
+        if px.min() < 0 or px.max() > 255:
+            report.skip("pixel values outside 0..255", where)
+            continue
+        images.append(to_model_pixels(px.astype(np.uint8).reshape(side, side), spec))
+        labels.append(classes.index(c))
+        splits.append((row["Usage"] or "").strip() or "Training")
+        report.read += 1
     if not images:
         raise ImportError_(f"{path}: no readable rows ({report.summary()})")
     return ImageSet(np.stack(images), np.array(labels), tuple(classes), np.array(splits), name="fer2013", report=report)

@@ -11,7 +11,7 @@ from edge_agent.preprocess import PreprocessSpec
 
 from .decode import decode_image
 from .fer2013 import IMAGE_SUFFIXES
-from .imageset import ImageSet, ImportError_, ImportReport
+from .imageset import ImageSet, ImportError_, ImportReport, is_os_metadata
 from .labels import canonical
 
 
@@ -34,14 +34,17 @@ def read_class_folders(
     def class_of(folder: str):
         return canonical(label_map.get(folder.lower(), folder), classes)
 
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir())
+    def folders(d: Path):
+        return sorted(p for p in d.iterdir() if p.is_dir() and not is_os_metadata(p.name))
+
+    subdirs = folders(root)
     # Split folders above class folders: no subdir is itself a class but its children are.
     layout = []
     if subdirs and all(class_of(d.name) is None for d in subdirs) and any(
-        class_of(c.name) is not None for d in subdirs for c in d.iterdir() if c.is_dir()
+        class_of(c.name) is not None for d in subdirs for c in folders(d)
     ):
         for d in subdirs:
-            layout += [(d.name, c) for c in sorted(d.iterdir()) if c.is_dir()]
+            layout += [(d.name, c) for c in folders(d)]
     else:
         layout = [(None, d) for d in subdirs]
     if not layout:
@@ -56,7 +59,7 @@ def read_class_folders(
     images, labels, splits = [], [], []
     for split, d in layout:
         c = class_of(d.name)
-        files = sorted(p for p in d.rglob("*") if p.is_file())
+        files = sorted(p for p in d.rglob("*") if p.is_file() and not is_os_metadata(str(p.relative_to(d))))
         for p in files:
             if c is None:
                 report.skip("unknown label", str(p))

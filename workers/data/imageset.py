@@ -1,8 +1,10 @@
 """The in-memory form every importer produces and the trainer consumes."""
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
 import numpy as np
 
@@ -11,6 +13,19 @@ class ImportError_(ValueError):
     """A data set cannot be imported as asked (bad layout, unknown labels, no images).
 
     Named with a trailing underscore so it does not shadow the builtin ImportError."""
+
+
+# What operating systems and tools leave beside data: macOS (.DS_Store, ._AppleDouble
+# files, __MACOSX/), Windows (Thumbs.db, desktop.ini), Jupyter (.ipynb_checkpoints/),
+# version control; any name starting with a dot.
+OS_METADATA_NAMES = {"__macosx", "thumbs.db", "desktop.ini", "$recycle.bin"}
+
+
+def is_os_metadata(path: str) -> bool:
+    """True when any part of `path` (either slash) is hidden or OS / tool metadata;
+    such entries are ignored by every importer, never counted as data."""
+    parts = PurePosixPath(path.replace("\\", "/")).parts
+    return any(p.startswith(".") and p not in (".", "..") or p.lower() in OS_METADATA_NAMES for p in parts)
 
 
 @dataclass
@@ -28,6 +43,14 @@ class ImportReport:
     @property
     def total_skipped(self) -> int:
         return sum(self.skipped.values())
+
+    def to_json(self) -> str:
+        return json.dumps({"read": self.read, "skipped": dict(self.skipped), "examples": self.examples})
+
+    @classmethod
+    def from_json(cls, text: str) -> "ImportReport":
+        d = json.loads(text)
+        return cls(d["read"], Counter(d["skipped"]), d["examples"])
 
     def summary(self) -> str:
         if not self.skipped:
@@ -87,6 +110,8 @@ class ImageSet:
 
     def save_npz(self, path):
         extra = {k: getattr(self, k) for k in ("split", "is_worker", "subject_id") if getattr(self, k) is not None}
+        if self.report is not None:  # a cached import still says what it skipped
+            extra["report"] = np.array(self.report.to_json())
         np.savez(path, images=self.images, labels=self.labels, classes=np.array(self.classes), name=np.array(self.name), **extra)
 
     @classmethod
@@ -96,4 +121,5 @@ class ImageSet:
             return cls(
                 z["images"], z["labels"], tuple(str(c) for c in z["classes"]), get("split"),
                 get("is_worker"), get("subject_id"), str(z["name"]),
+                ImportReport.from_json(str(z["report"])) if "report" in z.files else None,
             )

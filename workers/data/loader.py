@@ -1,7 +1,6 @@
 """One entry point: a path (and optionally a kind) → an `ImageSet`, cached."""
 from __future__ import annotations
 
-import csv
 import zipfile
 from pathlib import Path
 
@@ -9,6 +8,7 @@ from edge_agent.labels import FER2013_CLASSES, VALENCE_CLASSES
 from edge_agent.preprocess import PreprocessSpec
 
 from .cache import cached
+from .csvtext import dict_reader, read_text
 from .fer2013 import read_fer2013_csv, read_fer2013_folder, read_fer2013_zip
 from .folders import read_class_folders
 from .imageset import ImageSet, ImportError_
@@ -27,8 +27,7 @@ def detect_kind(source) -> str:
     if zipfile.is_zipfile(p):
         return "fer2013-zip"
     if p.suffix.lower() == ".csv":
-        with open(p, newline="") as f:
-            header = next(csv.reader(f), [])
+        header = dict_reader(read_text(p)).fieldnames or []
         if {"emotion", "pixels", "Usage"} <= set(header):
             return "fer2013-csv"
         if set(REQUIRED) <= set(header):

@@ -157,10 +157,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None):
+    """Run a command. A user's mistake (a data set that cannot be imported, a missing
+    file, bad JSON in --model-config, a checkpoint of another schedule) ends with one
+    line on stderr and exit status 2, not a traceback; bugs still raise."""
+    from workers.data import ImportError_
+    from workers.training.loop import TrainingError
+
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv  # recorded in checkpoints: the exact command that made them
-    args.func(args)
+    try:
+        args.func(args)
+    except (ImportError_, TrainingError, FileNotFoundError, IsADirectoryError, PermissionError,
+            json.JSONDecodeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
