@@ -77,3 +77,27 @@ def test_docker_compose_file_resolves():
         assert env["DATABASE_URL"].startswith("postgres://") and env["REDIS_URL"].startswith("redis://")
         assert services[name]["command"]
     assert not (ROOT / "platform" / "__init__.py").exists()
+
+
+@pytest.mark.django_db
+def test_the_demo_admin_is_an_organisation_admin_not_a_django_superuser(settings, tmp_path):
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.test import Client
+
+    from apps.accounts.models import Role
+
+    settings.VAR_DIR = tmp_path
+    call_command("seed_demo")
+    User = get_user_model()
+    admin = User.objects.get(username="admin")
+    assert admin.membership.role == Role.ADMIN
+    assert not User.objects.filter(is_superuser=True).exists() and not User.objects.filter(is_staff=True).exists()
+    c = Client()
+    c.force_login(admin)
+    assert c.get("/admin/auth/user/").status_code == 302  # to the admin's login: not for organisations
+    call_command("seed_demo", operator="ops")
+    ops = User.objects.get(username="ops")
+    assert ops.is_superuser and not hasattr(ops, "membership")
+    creds = (tmp_path / "demo-credentials.txt").read_text()
+    assert "admin" in creds and "ops" in creds  # the first lines are kept

@@ -1,7 +1,12 @@
 """Creates (once) a demo organisation with sites, zones, simulated devices and one user
 per role. Passwords are generated and printed the first time only; device tokens are
 rotated on every run and written to var/demo-devices.json (0600) for the simulator, whose
-heartbeats announce the cameras."""
+heartbeats announce the cameras.
+
+The demo's `admin` is the organisation's admin — an application role scoped to its
+organisation — not a Django superuser: the Django admin (/admin/) sees every
+organisation and is for platform operators only. `--operator NAME` creates such an
+operator (a superuser with no organisation) when one is wanted."""
 import json
 import secrets
 
@@ -27,6 +32,9 @@ DEMO_USERS = [("admin", Role.ADMIN), ("officer", Role.SAFETY_OFFICER), ("researc
 class Command(BaseCommand):
     help = "Create the demo organisation, sites, simulated devices and users (idempotent)."
 
+    def add_arguments(self, parser):
+        parser.add_argument("--operator", metavar="NAME", help="also create a platform operator (Django superuser)")
+
     def handle(self, *args, **options):
         with transaction.atomic():
             org, _ = Organisation.objects.get_or_create(slug="demo", defaults={"name": "Demo Works"})
@@ -48,10 +56,14 @@ class Command(BaseCommand):
                 if User.objects.filter(username=username).exists():
                     continue
                 password = secrets.token_urlsafe(12)
-                user = User.objects.create_user(username, password=password, is_staff=role == Role.ADMIN,
-                                                is_superuser=role == Role.ADMIN)
+                user = User.objects.create_user(username, password=password)
                 Membership.objects.create(user=user, organisation=org, role=role, all_sites=True)
                 created.append((username, role.label, password))
+            operator = options.get("operator")
+            if operator and not User.objects.filter(username=operator).exists():
+                password = secrets.token_urlsafe(16)
+                User.objects.create_superuser(operator, password=password)
+                created.append((operator, "platform operator (Django admin)", password))
         path = settings.VAR_DIR / "demo-devices.json"
         path.write_text(json.dumps(devices, indent=2))
         path.chmod(0o600)
@@ -59,7 +71,8 @@ class Command(BaseCommand):
             lines = [f"  {u:<11} {r:<15} {p}" for u, r, p in created]
             text = "Demo users (shown once; change them with `manage.py changepassword NAME`):\n" + "\n".join(lines)
             creds = settings.VAR_DIR / "demo-credentials.txt"
-            creds.write_text(text + "\n")
+            with open(creds, "a") as f:  # an operator added later keeps the users' lines
+                f.write(text + "\n")
             creds.chmod(0o600)
             self.stdout.write(self.style.SUCCESS(text))
         else:
