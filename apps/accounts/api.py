@@ -5,12 +5,13 @@ from rest_framework.response import Response
 from .access import organisation_of
 from .models import ApiScope, ApiToken, AuditEvent
 from .permissions import roles_or_scope
+from .scope import ScopedModelSerializer
 from .tokens import create_api_token, revoke_api_token
 
 AdminOnly = roles_or_scope()
 
 
-class ApiTokenSerializer(serializers.ModelSerializer):
+class ApiTokenSerializer(ScopedModelSerializer):
     scopes = serializers.ListField(child=serializers.ChoiceField(choices=ApiScope.choices), min_length=1)
 
     class Meta:
@@ -41,7 +42,7 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, viewsets.G
         return Response(ApiTokenSerializer(token).data)
 
 
-class AuditEventSerializer(serializers.ModelSerializer):
+class AuditEventSerializer(ScopedModelSerializer):
     class Meta:
         model = AuditEvent
         fields = ["id", "at", "actor_label", "action", "target", "details", "ip"]

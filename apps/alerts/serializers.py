@@ -1,7 +1,8 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from apps.accounts.access import visible_sites
+from apps.accounts.scope import ScopedModelSerializer, ScopedSerializer
+
 
 from .models import Alert, AlertRule, Delivery
 from .webhooks import validate_webhook_url
@@ -9,15 +10,7 @@ from .webhooks import validate_webhook_url
 MAX_EMAILS = 20
 
 
-class VisibleSiteField(serializers.PrimaryKeyRelatedField):
-    """A site the requesting user may see; any other id reads as one that does not exist."""
-
-    def get_queryset(self):
-        return visible_sites(self.context["request"].user)
-
-
-class AlertRuleSerializer(serializers.ModelSerializer):
-    site = VisibleSiteField()
+class AlertRuleSerializer(ScopedModelSerializer):
     emails = serializers.ListField(child=serializers.EmailField(max_length=254), max_length=MAX_EMAILS,
                                    required=False, default=list)
     webhook_secret_hint = serializers.CharField(read_only=True,
@@ -61,18 +54,18 @@ class AlertRuleCreatedSerializer(AlertRuleSerializer):
         fields = [*AlertRuleSerializer.Meta.fields, "webhook_secret"]
 
 
-class WebhookSecretSerializer(serializers.Serializer):
+class WebhookSecretSerializer(ScopedSerializer):
     id = serializers.IntegerField()
     webhook_secret = serializers.CharField(help_text="Shown once: store it to verify signatures.")
 
 
-class DeliverySerializer(serializers.ModelSerializer):
+class DeliverySerializer(ScopedModelSerializer):
     class Meta:
         model = Delivery
         fields = ["channel", "event", "status", "attempts", "last_error", "created_at", "delivered_at"]
 
 
-class AlertSerializer(serializers.ModelSerializer):
+class AlertSerializer(ScopedModelSerializer):
     acknowledged_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     resolved_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     deliveries = DeliverySerializer(many=True, read_only=True)
@@ -85,5 +78,5 @@ class AlertSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class AlertActionSerializer(serializers.Serializer):
+class AlertActionSerializer(ScopedSerializer):
     note = serializers.CharField(max_length=2000, required=False, allow_blank=True)

@@ -1,10 +1,12 @@
 from django.utils import timezone
 from rest_framework import serializers
 
+from apps.accounts.scope import ScopedModelSerializer
+
 from .models import Dataset, DatasetImport, Sample, Subject
 
 
-class DatasetSerializer(serializers.ModelSerializer):
+class DatasetSerializer(ScopedModelSerializer):
     samples = serializers.IntegerField(source="sample_count", read_only=True, default=0)
     subjects = serializers.IntegerField(source="subject_count", read_only=True, default=0)
 
@@ -23,7 +25,7 @@ class DatasetSerializer(serializers.ModelSerializer):
         return value
 
 
-class SubjectSerializer(serializers.ModelSerializer):
+class SubjectSerializer(ScopedModelSerializer):
     has_consent = serializers.BooleanField(read_only=True)
     consent_recorded_by = serializers.StringRelatedField(read_only=True)
     samples = serializers.IntegerField(source="sample_count", read_only=True, default=0)
@@ -57,7 +59,7 @@ class SubjectSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class SampleSerializer(serializers.ModelSerializer):
+class SampleSerializer(ScopedModelSerializer):
     subject = serializers.CharField(source="subject.code", read_only=True)
     is_worker = serializers.BooleanField(source="subject.is_worker", read_only=True)
     image_url = serializers.SerializerMethodField()
@@ -71,7 +73,7 @@ class SampleSerializer(serializers.ModelSerializer):
         return f"/api/v1/samples/{obj.id}/image/"
 
 
-class DatasetImportSerializer(serializers.ModelSerializer):
+class DatasetImportSerializer(ScopedModelSerializer):
     uploaded_by = serializers.StringRelatedField()
 
     class Meta:

@@ -1,16 +1,18 @@
 from rest_framework import serializers
 
+from apps.accounts.scope import ScopedModelSerializer, ScopedSerializer
+
 from .models import Camera, Device, EnrollmentCode, Site, Zone
 
 
-class ZoneSerializer(serializers.ModelSerializer):
+class ZoneSerializer(ScopedModelSerializer):
     class Meta:
         model = Zone
         fields = ["id", "name", "site"]
         read_only_fields = ["site"]
 
 
-class SiteSerializer(serializers.ModelSerializer):
+class SiteSerializer(ScopedModelSerializer):
     zones = ZoneSerializer(many=True, read_only=True)
 
     class Meta:
@@ -18,13 +20,13 @@ class SiteSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "slug", "timezone", "zones"]
 
 
-class CameraSerializer(serializers.ModelSerializer):
+class CameraSerializer(ScopedModelSerializer):
     class Meta:
         model = Camera
         fields = ["id", "name", "status", "fps", "error"]
 
 
-class DeviceSerializer(serializers.ModelSerializer):
+class DeviceSerializer(ScopedModelSerializer):
     cameras = CameraSerializer(many=True, read_only=True)
     status = serializers.SerializerMethodField()
 
@@ -50,13 +52,13 @@ class DeviceSerializer(serializers.ModelSerializer):
         return "online" if device.online else "offline"
 
 
-class EnrollRequestSerializer(serializers.Serializer):
+class EnrollRequestSerializer(ScopedSerializer):
     code = serializers.CharField(max_length=32)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     hardware = serializers.DictField(required=False)
 
 
-class EnrollmentCodeSerializer(serializers.ModelSerializer):
+class EnrollmentCodeSerializer(ScopedModelSerializer):
     state = serializers.CharField(read_only=True)
 
     class Meta:

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from apps.accounts.access import audit, visible_sites
 from apps.accounts.models import ApiScope, Role
 from apps.accounts.permissions import roles_or_scope
+from apps.accounts.scope import ScopedModelSerializer
 from apps.sites.authentication import DeviceTokenAuthentication, IsDevice
 from apps.sites.models import Device, Zone
 
@@ -198,7 +199,7 @@ def site_heatmap(request, site_id):
                      **weekly_heatmap(site, since, until)})
 
 
-class RollupSerializer(serializers.ModelSerializer):
+class RollupSerializer(ScopedModelSerializer):
     class Meta:
         model = MinuteRollup
         fields = ["id", "site", "zone", "device", "minute", "negative", "neutral", "positive", "tracks"]

@@ -1,11 +1,13 @@
 from rest_framework import serializers
 
+from apps.accounts.scope import ScopedModelSerializer, ScopedSerializer
+
 from apps.sites.models import Device, Site
 
 from .models import Deployment, FineTuneJob, ModelVersion
 
 
-class FineTuneJobSerializer(serializers.ModelSerializer):
+class FineTuneJobSerializer(ScopedModelSerializer):
     dataset_name = serializers.CharField(source="dataset.name", read_only=True)
     base_version = serializers.CharField(source="base.version", read_only=True, default=None)
     model_version_name = serializers.CharField(source="model_version.version", read_only=True, default=None)
@@ -17,7 +19,7 @@ class FineTuneJobSerializer(serializers.ModelSerializer):
                   "model_version_name", "created_at", "started_at", "finished_at"]
 
 
-class ModelVersionSerializer(serializers.ModelSerializer):
+class ModelVersionSerializer(ScopedModelSerializer):
     base_version = serializers.CharField(source="base.version", read_only=True, default=None)
     shipped = serializers.BooleanField(read_only=True)
     artifacts = serializers.SerializerMethodField()
@@ -38,7 +40,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         return out
 
 
-class DeploymentSerializer(serializers.ModelSerializer):
+class DeploymentSerializer(ScopedModelSerializer):
     version = serializers.CharField(source="model_version.version", read_only=True)
     site_name = serializers.CharField(source="site.name", read_only=True)
     canary_name = serializers.CharField(source="canary.name", read_only=True, default=None)
@@ -49,7 +51,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
                   "created_at", "updated_at"]
 
 
-class DeployRequestSerializer(serializers.Serializer):
+class DeployRequestSerializer(ScopedSerializer):
     site = serializers.PrimaryKeyRelatedField(queryset=Site.objects.all())
     canary = serializers.PrimaryKeyRelatedField(queryset=Device.objects.all(), required=False, allow_null=True,
                                                 help_text="the board to try it first (default: an online one)")

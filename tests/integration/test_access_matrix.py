@@ -136,3 +136,71 @@ def test_api_token_scopes(world):
     bad = APIClient()
     bad.credentials(HTTP_AUTHORIZATION="Bearer aw_nope")
     assert bad.get("/api/v1/sites/").status_code == 401
+
+
+@pytest.fixture
+def bravo(make_org, make_site, make_user, make_device):
+    """Another organisation whose every object carries a name that must never show."""
+    from apps.alerts.models import AlertRule
+    from apps.datasets.models import Dataset
+    from apps.training.models import ModelVersion
+
+    org = make_org("bravo")
+    site = make_site(org, "bravo-secret-site", zones=("Bravo-Secret-Zone",))
+    make_device(site, "bravo-secret-board")
+    owner = make_user(org, Role.ADMIN, username="bravo-admin", all_sites=True, password=None)
+    AlertRule.objects.create(site=site, name="Bravo-Secret-Rule", threshold_pct=40, created_by=owner)
+    ds = Dataset.objects.create(organisation=org, name="Bravo-Secret-Dataset", created_by=owner)
+    ModelVersion.objects.create(organisation=org, version="bravo-secret-model@1", name="bravo-secret-model", number=1,
+                                dataset=ds, dataset_name=ds.name, onnx_file="x.onnx", sha256="0" * 64)
+    return site, ["bravo-secret", "Bravo-Secret", "Bravo-secret"]
+
+
+@pytest.mark.parametrize("role", [Role.ADMIN, Role.FIELD_TECH, Role.RESEARCHER, Role.SAFETY_OFFICER])
+def test_browsable_api_forms_and_filters_never_name_another_tenants_objects(world, bravo, role):
+    """Every GET list endpoint of the schema and our own objects' detail endpoints,
+    rendered as HTML (forms and filter drop-downs included) for each of our roles."""
+    tenant, ours, _, ids, _ = world
+    _, secrets_ = bravo
+    c = Client()
+    c.force_login(ours[role])
+    schema = c.get("/api/v1/schema/?format=json").json()
+    lists = [p for p, ops in schema["paths"].items() if "get" in ops and "{" not in p]
+    details = [p.replace("{id}", str(ids["site"])) for p in schema["paths"] if p.startswith("/api/v1/sites/{id}/")]
+    details += [f"/api/v1/devices/{ids['device']}/"]
+    assert len(lists) > 10
+    seen = 0
+    for path in lists + details:
+        res = c.get(path, HTTP_ACCEPT="text/html")
+        if res.status_code != 200 or not res["Content-Type"].startswith("text/html"):
+            continue
+        seen += 1
+        html = res.content.decode()
+        leaked = [s for s in secrets_ if s in html]
+        assert not leaked, f"{path} as {role} shows {leaked}"
+    assert seen > 5
+
+
+def test_another_tenants_id_answers_like_an_unknown_one(world, bravo):
+    """Filters and related fields: B's site, zone or data set reads exactly as no such id."""
+    from apps.sites.models import Zone
+
+    tenant, ours, _, ids, _ = world
+    b_site, _ = bravo
+    b_zone = Zone.objects.get(site=b_site)
+    api = api_as(ours[Role.ADMIN])
+
+    def same(path, **params):
+        theirs = api.get(path, {k: v("theirs") for k, v in params.items()})
+        unknown = api.get(path, {k: v("unknown") for k, v in params.items()})
+        assert theirs.status_code == unknown.status_code == 400, (theirs.status_code, unknown.status_code)
+        assert str(theirs.json()).replace(str(b_site.id), "ID") == str(unknown.json()).replace("999999", "ID")
+
+    pick = {"theirs": b_site.id, "unknown": 999999}
+    same("/api/v1/alerts/", site=pick.get)
+    same("/api/v1/devices/", site=pick.get)
+    same("/api/v1/alert-rules/", site=pick.get)
+    res_theirs = api.patch(f"/api/v1/devices/{ids['device']}/", {"zone": b_zone.id}, format="json")
+    res_unknown = api.patch(f"/api/v1/devices/{ids['device']}/", {"zone": 999999}, format="json")
+    assert res_theirs.status_code == res_unknown.status_code == 400
+    assert str(res_theirs.json()).replace(str(b_zone.id), "ID") == str(res_unknown.json()).replace("999999", "ID")
