@@ -28,7 +28,7 @@ def pytest_runtest_setup(item):
     for mark in item.iter_markers("dataset"):
         path = dataset_path(mark.args[0])
         if not path.exists():
-            reason = f"development data set {path} is absent (AFFECTWATCH_DATASETS points elsewhere)"
+            reason = f"development data set {path} is absent (AFFECTWATCH_DATASETS names the data sets folder)"
             if IN_CI:
                 pytest.fail(f"{reason}; CI=true requires it", pytrace=False)
             pytest.skip(reason)

@@ -48,9 +48,11 @@ class TemperatureScaled(nn.Module):
 
 
 def inference_graph(model: nn.Module, spec: PreprocessSpec, tta_flip: bool = False, temperature: float = 1.0) -> nn.Module:
-    """The network as it is exported: optional flip averaging, then logits / T."""
+    """The network as it is exported, in eval mode: optional flip averaging, then logits / T.
+    (A new wrapper module starts in training mode, and torch.onnx.export restores the
+    mode it found on every submodule — which would leave the caller's model training.)"""
     net = FlipAveraged(model, spec.size[1]) if tta_flip else model
-    return TemperatureScaled(net, temperature) if temperature != 1.0 else net
+    return (TemperatureScaled(net, temperature) if temperature != 1.0 else net).eval()
 
 
 def export_onnx(

@@ -1,8 +1,8 @@
 from django.conf import settings
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view, authentication_classes, permission_classes, throttle_classes
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
@@ -84,8 +84,11 @@ class SiteViewSet(viewsets.ReadOnlyModelViewSet):
         """Create a one-time enrollment code for this site. The code is shown once."""
         site = self.get_object()
         zone = None
-        if request.data.get("zone"):
-            zone = get_object_or_404(Zone, pk=request.data["zone"], site=site)
+        if request.data.get("zone") not in (None, ""):
+            zone_id = str(request.data["zone"])
+            zone = Zone.objects.filter(pk=int(zone_id), site=site).first() if zone_id.isdigit() else None
+            if zone is None:  # malformed, unknown, or another site's: one answer
+                raise ValidationError({"zone": f"no zone {zone_id[:40]!r} at this site"})
         code_obj, code = enrollment.create_enrollment_code(site, request.user, zone=zone, request=request)
         data = EnrollmentCodeSerializer(code_obj).data
         data["code"] = code
@@ -107,8 +110,6 @@ class DeviceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Upd
     def perform_update(self, serializer):
         zone = serializer.validated_data.get("zone")
         if zone is not None and zone.site_id != serializer.instance.site_id:
-            from rest_framework.exceptions import ValidationError
-
             raise ValidationError({"zone": "zone belongs to another site"})
         serializer.save()
 

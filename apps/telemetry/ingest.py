@@ -83,6 +83,8 @@ class EventValidator:
             return None, "timestamp is too far in the past"
         if isinstance(track, bool) or not isinstance(track, (str, int)) or not 0 < len(str(track)) <= 64:
             return None, "track must be a string or integer of 1-64 characters"
+        if not str(track).isprintable():  # NUL, control characters, lone surrogates
+            return None, "track must be printable text (no control characters or lone surrogates)"
         camera_id = self.cameras.get(camera) if isinstance(camera, str) else None
         if camera_id is None:
             return None, f"unknown camera {str(camera)[:64]!r}"

@@ -204,3 +204,17 @@ def test_another_tenants_id_answers_like_an_unknown_one(world, bravo):
     res_unknown = api.patch(f"/api/v1/devices/{ids['device']}/", {"zone": 999999}, format="json")
     assert res_theirs.status_code == res_unknown.status_code == 400
     assert str(res_theirs.json()).replace(str(b_zone.id), "ID") == str(res_unknown.json()).replace("999999", "ID")
+
+
+def test_ids_that_are_not_numbers_are_a_400_with_the_reason(world, bravo):
+    """`zone: "abc"` on an enrollment code, `?site=abc` on devices: once 500s."""
+    from apps.sites.models import Zone
+
+    tenant, ours, _, ids, _ = world
+    b_site, _ = bravo
+    tech = api_as(ours[Role.FIELD_TECH])
+    for zone in ("abc", 999999, Zone.objects.get(site=b_site).id):
+        res = tech.post(f"/api/v1/sites/{ids['site']}/enrollment-codes/", {"zone": zone}, format="json")
+        assert res.status_code == 400 and "no zone" in res.json()["zone"], res.content
+    assert tech.get("/api/v1/devices/", {"site": "abc"}).status_code == 400
+    assert tech.get("/api/v1/devices/", {"zone": "abc"}).status_code == 400

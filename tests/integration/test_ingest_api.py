@@ -1,4 +1,5 @@
 """Ingest through the real API on the real database (PostgreSQL in CI)."""
+import json
 import uuid
 from datetime import timedelta
 
@@ -67,8 +68,14 @@ def test_invalid_events_are_rejected_with_reasons_and_valid_ones_kept(tenant):
         event(ts="yesterday"),
         {"ts": now.isoformat()},
         event(ts=now.timestamp()),
+        event(track="a\x00b"),  # PostgreSQL cannot store NUL: once a 500
+        event(track="\ud800"),  # a lone surrogate
     ]
-    res = post(tenant.token, {"batch_id": str(uuid.uuid4()), "events": events})
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Device {tenant.token}")
+    # json.dumps escapes the lone surrogate as \\ud800, as a board's JSON encoder would.
+    res = client.post("/api/v1/ingest/", json.dumps({"batch_id": str(uuid.uuid4()), "events": events}),
+                      content_type="application/json")
     assert res.status_code == 200
     body = res.json()
     assert body["accepted"] == 2
@@ -80,6 +87,7 @@ def test_invalid_events_are_rejected_with_reasons_and_valid_ones_kept(tenant):
     assert "unknown camera" in reasons[5]
     assert "invalid timestamp" in reasons[6]
     assert "missing field" in reasons[7]
+    assert "printable" in reasons[9] and "printable" in reasons[10]
     assert EmotionEvent.objects.count() == 2
 
 
@@ -113,6 +121,16 @@ def test_not_json_is_400(tenant):
     res = client.post("/api/v1/ingest/", "{not json", content_type="application/json")
     assert res.status_code == 400
     assert "JSON" in res.json()["detail"]
+
+
+def test_deeply_nested_json_is_400_not_a_server_error(tenant):
+    client = APIClient()
+    deep = "[" * 100_000 + "]" * 100_000
+    for path, auth in (("/api/v1/ingest/", f"Device {tenant.token}"), ("/api/v1/enroll/", None)):
+        if auth:
+            client.credentials(HTTP_AUTHORIZATION=auth)
+        res = client.post(path, deep, content_type="application/json")
+        assert res.status_code == 400 and "nested too deeply" in res.json()["detail"]
 
 
 def test_oversized_body_is_413(tenant, settings):

@@ -9,7 +9,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 FER7 = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 GRAY48 = {"size": [48, 48], "color": "gray", "scale": 255.0, "mean": [0.5], "std": [0.5]}

@@ -1,7 +1,6 @@
 """Importers: FER2013 (zip, folder, csv), folder-per-class sets, manifests, the cache."""
 import csv
 import zipfile
-from pathlib import Path
 
 import cv2
 import numpy as np

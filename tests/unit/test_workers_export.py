@@ -84,6 +84,7 @@ def test_temperature_is_folded_into_the_graph_whose_output_stays_logits(model, i
         raw = model(torch.from_numpy(x)).numpy()
     path = export_onnx(model, tmp_path / "t.onnx", SPEC, FER2013_CLASSES, "liexnet", "1", "fer2013", temperature=2.5)
     assert float(check_metadata(path)["affectwatch.temperature"]) == 2.5
+    assert not model.training  # exporting leaves the caller's model as it found it
     sess = onnx_session(path)
     out = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     assert np.allclose(out, raw / 2.5, atol=1e-4)
@@ -215,6 +216,12 @@ def test_the_shipped_model_is_self_describing_and_its_card_holds_measured_number
     assert card["cost"]["parameters"] <= 50_000
     assert float(meta["affectwatch.temperature"]) == pytest.approx(card["temperature"], rel=1e-5)
     assert card["classes"] == meta["labels"]
+    from workers.models import count_parameters
+    from workers.training.loop import load_checkpoint
+
+    net, ck = load_checkpoint(SHIPPED.with_suffix(".pt"))  # fine-tuning's start: the same network
+    assert count_parameters(net) == card["cost"]["parameters"] and ck["meta"]["classes"] == card["classes"]
+    assert ck["meta"]["temperature"] == pytest.approx(card["temperature"])
     for key in ("privatetest_accuracy_7class", "privatetest_macro_f1", "privatetest_accuracy_3class",
                 "privatetest_negative_recall"):
         assert 0 < card["headline"][key] <= 1
