@@ -1,5 +1,6 @@
-"""The JSON parser every API view uses: DRF's, plus an answer for bodies the standard
-library cannot decode without overflowing the stack."""
+"""The JSON parser every API view uses: DRF's, plus a 400 for bodies that are not a JSON
+object (every endpoint reads named fields) and for bodies the standard library cannot
+decode without overflowing the stack."""
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
@@ -11,6 +12,9 @@ class SafeJSONParser(JSONParser):
 
     def parse(self, stream, media_type=None, parser_context=None):
         try:
-            return super().parse(stream, media_type, parser_context)
+            data = super().parse(stream, media_type, parser_context)
         except RecursionError:
             raise ParseError("JSON parse error - nested too deeply") from None
+        if not isinstance(data, dict):  # `[]` or `"x"` would meet request.data.get(...)
+            raise ParseError(f"the body must be a JSON object, not {type(data).__name__}")
+        return data

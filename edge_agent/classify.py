@@ -15,6 +15,7 @@ import numpy as np
 from .classifier import Classifier, crop_face
 from .detectors import FaceDetector
 from .labels import VALENCE_CLASSES
+from .paths import is_os_metadata
 from .spreadsheet import SafeDictWriter
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".gif"}
@@ -31,7 +32,7 @@ def iter_images(paths) -> tuple[list[Path], int]:
         if p.is_dir():
             for q in sorted(p.rglob("*")):
                 if q.is_file():
-                    if q.suffix.lower() in IMAGE_SUFFIXES and not q.name.startswith("._"):
+                    if q.suffix.lower() in IMAGE_SUFFIXES and not is_os_metadata(str(q.relative_to(p))):
                         out.append(q)
                     else:
                         other += 1
@@ -52,7 +53,8 @@ def read_image(path: Path) -> tuple[np.ndarray | None, str]:
         ok, image = cap.read()
         cap.release()
         return (image, "") if ok else (None, "not a GIF OpenCV can read")
-    if path.suffix.lower() in (".jpg", ".jpeg") and not data[-2:].tobytes() == b"\xff\xd9":
+    if path.suffix.lower() in (".jpg", ".jpeg") and data.tobytes().rfind(b"\xff\xd9") == -1:
+        # No end-of-image marker anywhere (data after it — a Motion Photo's video — is fine).
         return None, "truncated JPEG (no end-of-image marker)"
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if len(data) else None
     return (image, "") if image is not None else (None, "not an image OpenCV can read")

@@ -18,7 +18,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CHECKOUT_VAR = ROOT / "var"
 
-os.environ.setdefault("AFFECTWATCH_VAR_DIR", tempfile.mkdtemp(prefix="affectwatch-test-var-"))
+if "AFFECTWATCH_VAR_DIR" not in os.environ:  # tests/run.py sets (and removes) its own
+    os.environ["AFFECTWATCH_VAR_DIR"] = _OWN = tempfile.mkdtemp(prefix="affectwatch-test-var-")
+else:
+    _OWN = None
 
 
 LIVE = ("*.sqlite3", "*.sqlite3-*", "celerybeat-schedule*", "*.log")  # what a running demo writes
@@ -46,6 +49,13 @@ def pytest_sessionfinish(session, exitstatus):
     if changed:
         print(f"\nthe test run changed the checkout's var/ (a demo's files): {changed[:10]}", file=sys.stderr)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_unconfigure(config):
+    if _OWN:
+        import shutil
+
+        shutil.rmtree(_OWN, ignore_errors=True)
 
 
 _BEFORE = pytest.StashKey[dict]()

@@ -29,8 +29,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from edge_agent.paths import is_os_metadata
 from workers.data.csvtext import dict_reader
-from workers.data.imageset import is_os_metadata
 
 from .models import DatasetImport, Label, Sample, Subject
 

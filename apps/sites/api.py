@@ -86,7 +86,8 @@ class SiteViewSet(viewsets.ReadOnlyModelViewSet):
         zone = None
         if request.data.get("zone") not in (None, ""):
             zone_id = str(request.data["zone"])
-            zone = Zone.objects.filter(pk=int(zone_id), site=site).first() if zone_id.isdigit() else None
+            ok = zone_id.isascii() and zone_id.isdigit() and len(zone_id) <= 18  # not '²', not 5,000 digits
+            zone = Zone.objects.filter(pk=int(zone_id), site=site).first() if ok else None
             if zone is None:  # malformed, unknown, or another site's: one answer
                 raise ValidationError({"zone": f"no zone {zone_id[:40]!r} at this site"})
         code_obj, code = enrollment.create_enrollment_code(site, request.user, zone=zone, request=request)

@@ -213,8 +213,11 @@ def test_ids_that_are_not_numbers_are_a_400_with_the_reason(world, bravo):
     tenant, ours, _, ids, _ = world
     b_site, _ = bravo
     tech = api_as(ours[Role.FIELD_TECH])
-    for zone in ("abc", 999999, Zone.objects.get(site=b_site).id):
+    for zone in ("abc", "²", "9" * 5000, 999999, Zone.objects.get(site=b_site).id):
         res = tech.post(f"/api/v1/sites/{ids['site']}/enrollment-codes/", {"zone": zone}, format="json")
         assert res.status_code == 400 and "no zone" in res.json()["zone"], res.content
     assert tech.get("/api/v1/devices/", {"site": "abc"}).status_code == 400
     assert tech.get("/api/v1/devices/", {"zone": "abc"}).status_code == 400
+    for body in ("[]", '"x"', "3"):  # not an object: every endpoint reads named fields
+        res = tech.post(f"/api/v1/sites/{ids['site']}/enrollment-codes/", body, content_type="application/json")
+        assert res.status_code == 400 and "JSON object" in res.json()["detail"]

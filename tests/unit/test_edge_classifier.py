@@ -153,6 +153,9 @@ def test_classify_accounts_for_every_file(tmp_path, model):
     (folder / "cut.jpg").write_bytes(jpeg[: len(jpeg) // 2])
     (folder / "junk.png").write_bytes(b"not a png at all")
     (folder / "notes.txt").write_text("not an image")
+    (folder / "tail.jpg").write_bytes(jpeg + b"\0" * 64)  # data after the end marker: still whole
+    (folder / ".thumbnails").mkdir()
+    (folder / ".thumbnails" / "t.png").write_bytes(b"\x89PNG junk")  # OS metadata: ignored
     gif = folder / "face.gif"
     from PIL import Image
 
@@ -163,10 +166,10 @@ def test_classify_accounts_for_every_file(tmp_path, model):
     rows = list(csv.DictReader(io.StringIO(res.stdout)))
     status = {r["file"].rsplit("/", 1)[1]: r["status"] for r in rows}
     assert status["face.png"] == "faces" and status["face.gif"] == "faces" and status["blank.png"] == "no face"
-    assert status["cut.jpg"].startswith("unreadable: truncated JPEG")
+    assert status["cut.jpg"].startswith("unreadable: truncated JPEG") and status["tail.jpg"] == "faces"
     assert status["junk.png"].startswith("unreadable") and status["missing.jpg"].startswith("unreadable")
-    assert "notes.txt" not in status
-    assert "6 image file(s): 2 with faces (2 face(s)), 1 with no face, 3 unreadable; 1 other file(s)" in res.stderr
+    assert "notes.txt" not in status and "t.png" not in status
+    assert "7 image file(s): 3 with faces (3 face(s)), 1 with no face, 3 unreadable; 2 other file(s)" in res.stderr
 
 
 @pytest.mark.parametrize("text", ["=1+2", "+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1", '=HYPERLINK("x")'])

@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.labels import FER2013_CLASSES
+from edge_agent.paths import is_os_metadata
 from edge_agent.preprocess import PreprocessSpec, to_model_pixels
 
 from .csvtext import dict_reader, read_text
 from .decode import decode_image
-from .imageset import ImageSet, ImportError_, ImportReport, is_os_metadata
+from .imageset import ImageSet, ImportError_, ImportReport
 from .labels import canonical
 
 SPLITS = ("Training", "PublicTest", "PrivateTest")

@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.labels import FER2013_CLASSES
+from edge_agent.paths import is_os_metadata
 from edge_agent.preprocess import PreprocessSpec
 
 from .decode import decode_image
 from .fer2013 import IMAGE_SUFFIXES
-from .imageset import ImageSet, ImportError_, ImportReport, is_os_metadata
+from .imageset import ImageSet, ImportError_, ImportReport
 from .labels import canonical
 
 

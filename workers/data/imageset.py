@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 
 import numpy as np
 
@@ -13,19 +12,6 @@ class ImportError_(ValueError):
     """A data set cannot be imported as asked (bad layout, unknown labels, no images).
 
     Named with a trailing underscore so it does not shadow the builtin ImportError."""
-
-
-# What operating systems and tools leave beside data: macOS (.DS_Store, ._AppleDouble
-# files, __MACOSX/), Windows (Thumbs.db, desktop.ini), Jupyter (.ipynb_checkpoints/),
-# version control; any name starting with a dot.
-OS_METADATA_NAMES = {"__macosx", "thumbs.db", "desktop.ini", "$recycle.bin"}
-
-
-def is_os_metadata(path: str) -> bool:
-    """True when any part of `path` (either slash) is hidden or OS / tool metadata;
-    such entries are ignored by every importer, never counted as data."""
-    parts = PurePosixPath(path.replace("\\", "/")).parts
-    return any(p.startswith(".") and p not in (".", "..") or p.lower() in OS_METADATA_NAMES for p in parts)
 
 
 @dataclass
