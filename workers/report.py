@@ -86,3 +86,20 @@ def model_report(model: nn.Module, spec: PreprocessSpec, onnx_path=None) -> dict
     if onnx_path is not None:
         out["onnxruntime_latency_batch1"] = onnx_latency(onnx_path, spec, 1)
     return out
+
+
+def machine() -> str:
+    """One line naming the CPU, its core count and the runtimes, for cards and notes."""
+    import os
+    import platform
+
+    import onnxruntime
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, no GPU used; torch {torch.__version__}, "
+            f"ONNX Runtime {onnxruntime.__version__}")

@@ -3,6 +3,7 @@ choice is offered: filter drop-downs, related fields of serializers (and so the
 browsable API's HTML forms), and the lookups behind them. Another organisation's objects
 are left out, so picking one answers exactly as picking an id that does not exist."""
 from django.db.models import QuerySet
+from rest_framework import serializers
 
 from .access import organisation_of, visible_sites
 
@@ -45,8 +46,6 @@ class ScopedRelations:
     another organisation's names and its ids answer as unknown ones."""
 
     def get_fields(self):
-        from rest_framework import serializers
-
         fields = super().get_fields()
         request = self.context.get("request")
         user = getattr(request, "user", None)
@@ -57,16 +56,9 @@ class ScopedRelations:
         return fields
 
 
-def _bases():
-    from rest_framework import serializers
-
-    class ScopedModelSerializer(ScopedRelations, serializers.ModelSerializer):
-        pass
-
-    class ScopedSerializer(ScopedRelations, serializers.Serializer):
-        pass
-
-    return ScopedModelSerializer, ScopedSerializer
+class ScopedModelSerializer(ScopedRelations, serializers.ModelSerializer):
+    pass
 
 
-ScopedModelSerializer, ScopedSerializer = _bases()
+class ScopedSerializer(ScopedRelations, serializers.Serializer):
+    pass
