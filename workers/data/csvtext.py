@@ -24,11 +24,15 @@ def dict_reader(text: str) -> csv.DictReader:
     return csv.DictReader(f, fieldnames=[h.strip() for h in header], delimiter=delimiter)
 
 
-def read_text(path) -> str:
-    """A CSV file's text: UTF-8 (with or without BOM), else Windows-1252, which is what
-    Excel's plain "CSV" writes on Windows."""
-    data = open(path, "rb").read()
+def read_text(path, limit: int | None = None) -> str:
+    """A CSV file's text (its first `limit` bytes, e.g. to read only the header): UTF-8
+    (with or without BOM), else Windows-1252, which is what Excel's plain "CSV" writes
+    on Windows."""
+    with open(path, "rb") as f:
+        data = f.read(limit) if limit else f.read()
     try:
         return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as exc:
+        if limit and exc.start >= len(data) - 3:  # a character cut at the limit
+            return data[: exc.start].decode("utf-8-sig")
         return data.decode("cp1252", errors="replace")
