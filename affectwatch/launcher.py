@@ -40,7 +40,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-    parser.add_argument("--rate", type=float, default=2.0, help="simulated events per second per device")
+    parser.add_argument("--rate", type=float, default=6.0,
+                        help="simulated events per second per device (6 people, one event a second each)")
     parser.add_argument("--no-simulator", action="store_true")
     args = parser.parse_args(argv)
 

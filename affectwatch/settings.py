@@ -161,6 +161,10 @@ CELERY_BEAT_SCHEDULE = {
     "purge-expired-events": {"task": "apps.telemetry.tasks.purge_expired_events", "schedule": timedelta(hours=1)},
     "mark-offline-devices": {"task": "apps.sites.tasks.mark_offline_devices", "schedule": timedelta(minutes=1)},
     "fail-stale-training-jobs": {"task": "apps.training.watchdog.fail_stale_jobs", "schedule": timedelta(minutes=1)},
+    # Closed minutes are noised and published (apps/telemetry/release.py); a late tick
+    # is dropped, the next one releases the same minutes.
+    "release-minutes": {"task": "apps.telemetry.tasks.release_minutes", "schedule": timedelta(seconds=20),
+                        "options": {"expires": 15}},
     # A tick that waited past the next one (worker down) is dropped: the next one sees the same rollups.
     "evaluate-alert-rules": {"task": "apps.alerts.tasks.evaluate_alert_rules", "schedule": timedelta(minutes=1),
                              "options": {"expires": 55}},
@@ -206,6 +210,17 @@ SPECTACULAR_SETTINGS = {
 # --- Product settings -----------------------------------------------------------------
 AFFECTWATCH = {
     "K_ANONYMITY": int(os.environ.get("AFFECTWATCH_K_ANONYMITY", "3")),
+    # Differential privacy of every published count (apps/telemetry/privacy.py): ε per
+    # track and minute, the share of it spent on the distinct-track counts, and the most
+    # detections one track may add to one minute (the agent emits at most one a second).
+    "DP_EPSILON": float(os.environ.get("AFFECTWATCH_DP_EPSILON", "1.0")),
+    "DP_TRACKS_SHARE": float(os.environ.get("AFFECTWATCH_DP_TRACKS_SHARE", "0.2")),
+    "DP_MAX_DETECTIONS": int(os.environ.get("AFFECTWATCH_DP_MAX_DETECTIONS", "60")),
+    # Buckets whose detections are below this many standard deviations of their noise are
+    # shown as suppressed (readability, not protection: the noise protects).
+    "DISPLAY_MIN_SNR": float(os.environ.get("AFFECTWATCH_DISPLAY_MIN_SNR", "2.0")),
+    # A device's minute is released (noised and published) this long after it ends.
+    "RELEASE_DELAY": timedelta(seconds=int(os.environ.get("AFFECTWATCH_RELEASE_DELAY_S", "90"))),
     "EVENT_RETENTION_DAYS": int(os.environ.get("AFFECTWATCH_EVENT_RETENTION_DAYS", "30")),
     "INGEST_MAX_EVENTS": int(os.environ.get("AFFECTWATCH_INGEST_MAX_EVENTS", "5000")),
     "INGEST_MAX_BYTES": int(os.environ.get("AFFECTWATCH_INGEST_MAX_BYTES", str(2 * 1024 * 1024))),

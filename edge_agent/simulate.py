@@ -24,6 +24,9 @@ from .pipeline import iso_ts
 from .publisher import Publisher
 
 log = logging.getLogger(__name__)
+#: Seconds between heartbeats, as the agent's default (the server releases a board's
+#: minutes only up to its last heartbeat and marks it offline after three minutes).
+HEARTBEAT_INTERVAL_S = 30.0
 
 
 @dataclass
@@ -106,8 +109,15 @@ def simulate(server: str, token: str, rate: float, duration: float | None = None
     generated = 0
     tick = 0.05
     next_report = start + 5
+    next_heartbeat = start + HEARTBEAT_INTERVAL_S
     try:
         while duration is None or time.monotonic() - start < duration:
+            if time.monotonic() >= next_heartbeat:  # a board is online while it heartbeats
+                next_heartbeat += HEARTBEAT_INTERVAL_S
+                try:
+                    announce(session, server, stream.cameras)
+                except (requests.RequestException, RuntimeError) as exc:
+                    log.warning("heartbeat failed: %s", exc)
             due = int((time.monotonic() - start) * rate) - generated
             if due > 0:
                 # Spread the tick's events over the tick, as real emissions would be.

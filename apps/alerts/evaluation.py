@@ -1,10 +1,13 @@
-"""Evaluating alert rules against the per-site minute rollups (never raw events).
+"""Evaluating alert rules against the released per-site minute rollups (never raw
+events or raw cells), so an alert, its text and its webhook carry only post-processing
+of the differentially private cells (apps/telemetry/privacy.py).
 
-A rule's window is its `window_minutes` most recent minutes, the current (still
-filling) minute included, so a surge is seen within a minute of the batch arriving.
-The condition holds when the window has at least `min_detections` detections, at least
-K distinct people (the dashboards' k-anonymity: an alert must not say how one or two
-people felt), and a negative share strictly above `threshold_pct`.
+A rule's window is its `window_minutes` most recent *released* minutes: those ending at
+least RELEASE_DELAY ago, so a surge is seen within RELEASE_DELAY plus a minute or two.
+The condition holds when the window has at least `min_detections` detections, is not
+one the dashboards would suppress (`trends.hidden`: fewer than K people, or a count
+within noise), and has a negative share strictly above `threshold_pct`; counts are the
+noisy sums, clamped at zero.
 
 Alerts are not resolved automatically: a person reviews and resolves them. While a rule
 has an open or acknowledged alert it opens no other; the evaluation only records on the
@@ -22,6 +25,8 @@ from django.db.models import Max, Sum
 from django.utils import timezone
 
 from apps.telemetry.models import SiteMinuteRollup
+from apps.telemetry.release import floor_minute
+from apps.telemetry.trends import clamp, hidden, noise_floor
 
 from .models import ACTIVE_STATES, Alert, AlertRule, AlertState
 
@@ -35,7 +40,8 @@ class Window:
     end: datetime  # exclusive
     negative: int = 0
     detections: int = 0
-    tracks: int = 0  # a lower bound of the distinct people: the busiest minute's count
+    tracks: int = 0  # the busiest minute's distinct people (noisy)
+    cells: int = 0  # device cells summed (the noise grows with their root)
 
     @property
     def share_pct(self) -> float | None:
@@ -43,7 +49,8 @@ class Window:
 
 
 def window_bounds(now: datetime, minutes: int) -> tuple[datetime, datetime]:
-    end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    """[start, end) of the `minutes` most recent released minutes at `now`."""
+    end = floor_minute(now - settings.AFFECTWATCH["RELEASE_DELAY"])
     return end - timedelta(minutes=minutes), end
 
 
@@ -53,20 +60,22 @@ def measure(site_ids, minutes: int, now: datetime) -> dict[int, Window]:
     rows = (
         SiteMinuteRollup.objects.filter(site_id__in=site_ids, minute__gte=start, minute__lt=end)
         .values("site_id")
-        .annotate(n=Sum("negative"), u=Sum("neutral"), p=Sum("positive"), tk=Max("tracks"))
+        .annotate(n=Sum("negative"), u=Sum("neutral"), p=Sum("positive"), tk=Max("tracks"), c=Sum("cells"))
         .order_by()
     )
     windows = {site_id: Window(start, end) for site_id in site_ids}
     for row in rows:
-        windows[row["site_id"]] = Window(start, end, row["n"], row["n"] + row["u"] + row["p"], row["tk"])
+        n, u, p = (clamp(row[c]) for c in "nup")
+        windows[row["site_id"]] = Window(start, end, n, n + u + p, row["tk"], row["c"])
     return windows
 
 
 def condition_holds(rule: AlertRule, window: Window, k: int) -> bool:
+    """The rule's condition on the window; a window the dashboards would suppress never holds."""
     share = window.share_pct
     return (
         window.detections >= rule.min_detections
-        and window.tracks >= k
+        and not hidden(window.detections, 0, 0, window.tracks, window.cells, k, noise_floor())
         and share is not None
         and share > rule.threshold_pct
     )

@@ -2,7 +2,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django_filters import rest_framework as filters
@@ -21,7 +20,6 @@ from apps.sites.authentication import DeviceTokenAuthentication, IsDevice
 from apps.sites.models import Device, Zone
 
 from .ingest import BatchError, ingest as store_batch
-from .live import publish_minutes
 from .models import MinuteRollup
 from .renderers import CSVRenderer, JSONRenderer
 from .trends import BUCKETS, default_bucket, k_anonymity, trend, trend_json, weekly_heatmap, zone_breakdown
@@ -115,10 +113,9 @@ def ingest(request):
     if wait:
         return Response({"detail": "rate limit exceeded"}, status=429, headers={"Retry-After": str(wait)})
     try:
-        answer, minutes = store_batch(device, request.data)
+        answer, _ = store_batch(device, request.data)
     except BatchError as exc:
         return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-    transaction.on_commit(lambda: publish_minutes(device.site, minutes))
     return Response(answer)
 
 
@@ -215,14 +212,16 @@ class RollupFilter(filters.FilterSet):
 
 
 class RollupList(generics.ListAPIView):
-    """Per-device minute rollups, filterable by site, zone, device and time. Rows built
-    from fewer than K distinct tracks are left out."""
+    """Per-device released minute cells, filterable by site, zone, device and time: the
+    noisy counts as stored (they may be negative; sums of them are unbiased). Rows whose
+    noisy distinct-track count is below K are left out."""
 
     serializer_class = RollupSerializer
     permission_classes = [ReadTelemetry]
     filterset_class = RollupFilter
 
     def get_queryset(self):
-        return MinuteRollup.objects.filter(
-            site__in=visible_sites(self.request.user), tracks__gte=k_anonymity()
-        ).order_by("-minute", "device_id")
+        rows = MinuteRollup.objects.filter(site__in=visible_sites(self.request.user))
+        if k_anonymity() > 0:
+            rows = rows.filter(tracks__gte=k_anonymity())
+        return rows.order_by("-minute", "device_id")

@@ -1,9 +1,10 @@
 """Fan-out of fresh rollups to dashboards over the Channels layer.
 
-Ingest only announces which minutes of a site changed (no query, a few bytes); each
-open dashboard gathers the announcements for a moment and then reads those minutes once
-(`SiteTrendConsumer`). Many batches a second cost the dashboards one query per
-PUSH_INTERVAL, and cost ingest nothing when no one is watching."""
+The release step (`release.py`) announces which minutes of a site it published (no
+query, a few bytes); each open dashboard gathers the announcements for a moment and then
+reads those minutes once (`SiteTrendConsumer`). Announcements follow the release
+schedule, never the arrival of a batch: when a push comes must not tell that someone
+was seen."""
 import logging
 
 from asgiref.sync import async_to_sync
@@ -19,12 +20,10 @@ def site_group(site_id) -> str:
     return f"site.{site_id}"
 
 
-def publish_minutes(site, minutes):
-    """Announces the minutes (oldest first) that a batch added to."""
-    if not minutes:
-        return
-    message = {"type": "minutes.touched", "first": minutes[0].timestamp(), "last": minutes[-1].timestamp()}
+def publish_minutes(site_id: int, first, last):
+    """Announces that a site's minutes first..last (datetimes, inclusive) were released."""
+    message = {"type": "minutes.touched", "first": first.timestamp(), "last": last.timestamp()}
     try:
-        async_to_sync(get_channel_layer().group_send)(site_group(site.id), message)
+        async_to_sync(get_channel_layer().group_send)(site_group(site_id), message)
     except Exception:  # the data is stored; a dashboard that misses a push catches up on reload
-        log.exception("live fan-out to site %s failed", site.id)
+        log.exception("live fan-out to site %s failed", site_id)

@@ -46,7 +46,13 @@ class EmotionEvent(models.Model):
         indexes = [models.Index(fields=["site", "ts"]), models.Index(fields=["ts"])]
 
 
-class RollupCounts(models.Model):
+class RawMinute(models.Model):
+    """Bounded, noise-free counts of one device's minute, added to in the ingest
+    transaction. Never published: `release` reads each row once, after the minute has
+    closed, and writes the noisy rollups below. Each track adds at most DP_MAX_DETECTIONS
+    detections to a minute (`RollupTrack.detections` keeps the tally)."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="raw_minutes")
     minute = models.DateTimeField()
     negative = models.PositiveIntegerField(default=0)
     neutral = models.PositiveIntegerField(default=0)
@@ -54,11 +60,35 @@ class RollupCounts(models.Model):
     tracks = models.PositiveIntegerField(default=0, help_text="Distinct tracks seen in this minute.")
 
     class Meta:
+        constraints = [models.UniqueConstraint(fields=["device", "minute"], name="one_raw_minute_per_device")]
+        indexes = [models.Index(fields=["minute"])]
+
+
+class DeviceRelease(models.Model):
+    """How far a device's minutes are released: every minute before `until` has its
+    noisy cell in MinuteRollup (and in its zone's and site's sums)."""
+
+    device = models.OneToOneField(Device, on_delete=models.CASCADE, primary_key=True, related_name="release")
+    until = models.DateTimeField()
+
+
+class RollupCounts(models.Model):
+    """A published cell: differentially private counts (apps/telemetry/privacy.py). The
+    noise is unbiased, so a count may be negative; displays clamp their final numbers."""
+
+    minute = models.DateTimeField()
+    negative = models.IntegerField(default=0)
+    neutral = models.IntegerField(default=0)
+    positive = models.IntegerField(default=0)
+    tracks = models.IntegerField(default=0, help_text="Distinct tracks seen in this minute (noisy).")
+    cells = models.PositiveIntegerField(default=1, help_text="Device cells summed here: the noise grows with their root.")
+
+    class Meta:
         abstract = True
 
 
 class MinuteRollup(RollupCounts):
-    """Counts per label for one device and minute, upserted in the ingest transaction."""
+    """One device's released minute: its raw cell plus noise drawn once, stored."""
 
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="rollups")
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="device_rollups")
@@ -70,7 +100,7 @@ class MinuteRollup(RollupCounts):
 
 
 class ZoneMinuteRollup(RollupCounts):
-    """The sum of a zone's device rollups for one minute."""
+    """The sum of a zone's released device cells for one minute."""
 
     zone = models.ForeignKey(Zone, on_delete=models.CASCADE, related_name="rollups")
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="zone_rollups")
@@ -81,7 +111,7 @@ class ZoneMinuteRollup(RollupCounts):
 
 
 class SiteMinuteRollup(RollupCounts):
-    """The sum of a site's device rollups for one minute: one row per site and minute, so
+    """The sum of a site's released device cells for one minute: one row per site and minute, so
     a 30-day trend at minute resolution is one index range scan."""
 
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="rollups")
@@ -91,13 +121,15 @@ class SiteMinuteRollup(RollupCounts):
 
 
 class RollupTrack(models.Model):
-    """The distinct (camera, track) pairs a device saw in a minute, for the rollups'
-    k-anonymity counts. Purged with the raw events; the rollups keep the counts."""
+    """The distinct (camera, track) pairs a device saw in a minute, for the distinct-track
+    counts, and how many detections each added (bounded by DP_MAX_DETECTIONS). Purged
+    with the raw events; the rollups keep the counts."""
 
     device = models.ForeignKey(Device, on_delete=models.CASCADE)
     minute = models.DateTimeField()
     camera = models.ForeignKey(Camera, on_delete=models.CASCADE)
     track = models.CharField(max_length=64)
+    detections = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [

@@ -1,17 +1,23 @@
-"""Writing a batch's events and folding them into the minute rollups.
+"""Writing a batch's events and folding them into the raw minute cells.
 
-Every rollup change is an atomic increment (INSERT … ON CONFLICT DO UPDATE), so
-concurrent batches from many devices never lose a count, and rows are always locked in
-minute order, so they never deadlock. On PostgreSQL the whole batch — raw events, new
-(camera, track) pairs, device, zone and site rollups — is one statement with the events
-sent as arrays: one round trip however many minutes the batch spans. The embedded
-SQLite default runs the same steps as separate statements."""
-from collections import defaultdict
+What a batch adds is *bounded*: one track adds at most DP_MAX_DETECTIONS detections to a
+minute (the first ones; `RollupTrack.detections` keeps the tally across batches), which
+is the sensitivity the noise of `privacy.py` is calibrated to. Raw cells are never
+published; `release.py` noises each one once, after its minute closed.
+
+Every count change is an atomic increment (INSERT … ON CONFLICT DO UPDATE), rows are
+locked in minute order so concurrent batches never deadlock, and one device's batches
+are serialised (an advisory lock on PostgreSQL; SQLite serialises all writers) so two
+of them cannot both spend a track's allowance. On PostgreSQL the whole batch — raw
+events, (camera, track) tallies and raw cells — is one statement with the events sent as
+arrays. The embedded SQLite default runs the same steps in Python."""
+from collections import Counter, defaultdict
 
 import psycopg
+from django.conf import settings
 from django.db import connection
 
-from .models import EmotionEvent, MinuteRollup, RollupTrack, SiteMinuteRollup, ZoneMinuteRollup
+from .models import EmotionEvent, RawMinute, RollupTrack
 
 #: One clean event: (ts, camera_id, track, label, confidence).
 EVENT_FIELDS = ("ts", "camera_id", "track", "label", "confidence")
@@ -19,102 +25,101 @@ COUNTS = ("negative", "neutral", "positive", "tracks")
 
 
 def store_batch(device, events) -> list:
-    """Stores clean events and adds them to the rollups. Returns the minutes touched,
-    oldest first. Call inside the batch's transaction."""
+    """Stores clean events and adds their bounded counts to the raw cells. Returns the
+    minutes touched, oldest first. Call inside the batch's transaction."""
     if not events:
         return []
+    cap = settings.AFFECTWATCH["DP_MAX_DETECTIONS"]
     if connection.vendor == "postgresql":
-        return _store_postgresql(device, events)
-    return _store_portable(device, events)
+        return _store_postgresql(device, events, cap)
+    return _store_portable(device, events, cap)
 
 
-def _upsert(table, keys, conflict_key):
-    """`INSERT … ON CONFLICT … DO UPDATE` adding counts; takes `(keys…, minute, counts…)` rows."""
+def _upsert_raw():
     q = connection.ops.quote_name
-    keys = [f"{k}_id" for k in keys]
-    increments = ", ".join(f"{c} = {q(table)}.{c} + excluded.{c}" for c in COUNTS)
-    return (f"INSERT INTO {q(table)} ({', '.join(keys)}, minute, {', '.join(COUNTS)})",
-            f"ON CONFLICT ({conflict_key}, minute) DO UPDATE SET {increments}")
+    table = q(RawMinute._meta.db_table)
+    increments = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in COUNTS)
+    return (f"INSERT INTO {table} (device_id, minute, {', '.join(COUNTS)})",
+            f"ON CONFLICT (device_id, minute) DO UPDATE SET {increments}")
 
 
-def _levels(device):
-    """(table, keys, conflict column) of each rollup a device feeds, in lock order."""
-    levels = [(MinuteRollup._meta.db_table, ("device", "site", "zone"), "device_id")]
-    if device.zone_id:
-        levels.append((ZoneMinuteRollup._meta.db_table, ("zone", "site"), "zone_id"))
-    levels.append((SiteMinuteRollup._meta.db_table, ("site",), "site_id"))
-    return levels
-
-
-#: The batch's keys as typed parameters (a NULL zone has no type of its own).
-KEYS = {"device": "%(device)s::uuid", "site": "%(site)s::bigint", "zone": "%(zone)s::bigint"}
-
-
-def _store_postgresql(device, events):
+def _store_postgresql(device, events, cap):
     q = connection.ops.quote_name
     ts, cameras, tracks, labels, confidences = zip(*events)
     params = {"device": device.id, "site": device.site_id, "zone": device.zone_id, "ts": list(ts),
-              "camera": list(cameras), "track": list(tracks), "label": list(labels), "confidence": list(confidences)}
-    counts = ", ".join(COUNTS)
-    ctes = [
-        f"""ev AS (SELECT * FROM unnest(%(ts)b::timestamptz[], %(camera)b::bigint[], %(track)b::text[],
-                                        %(label)b::smallint[], %(confidence)b::float8[])
-                   AS e(ts, camera_id, track, label, confidence))""",
-        f"""raw AS (INSERT INTO {q(EmotionEvent._meta.db_table)}
-                    (device_id, site_id, zone_id, camera_id, ts, track, label, confidence)
-                    SELECT {KEYS["device"]}, {KEYS["site"]}, {KEYS["zone"]}, camera_id, ts, track, label, confidence
-                    FROM ev)""",
-        # Only pairs not seen before in that minute are inserted: they are the new tracks.
-        f"""seen AS (INSERT INTO {q(RollupTrack._meta.db_table)} (device_id, minute, camera_id, track)
-                     SELECT DISTINCT {KEYS["device"]}, date_trunc('minute', ts), camera_id, track FROM ev
-                     ORDER BY 2, 3, 4 ON CONFLICT DO NOTHING RETURNING minute)""",
-        """counts AS (SELECT c.minute, c.negative, c.neutral, c.positive, coalesce(s.tracks, 0) AS tracks
-                      FROM (SELECT date_trunc('minute', ts) AS minute, count(*) FILTER (WHERE label = 0) AS negative,
-                                   count(*) FILTER (WHERE label = 1) AS neutral,
-                                   count(*) FILTER (WHERE label = 2) AS positive
-                            FROM ev GROUP BY 1) c
-                      LEFT JOIN (SELECT minute, count(*) AS tracks FROM seen GROUP BY minute) s USING (minute))""",
-    ]
-    upserts = []
-    for table, keys, conflict_key in _levels(device):
-        head, tail = _upsert(table, keys, conflict_key)
-        upserts.append(f"{head} SELECT {', '.join(KEYS[k] for k in keys)}, minute, {counts} FROM counts "
-                       f"ORDER BY minute {tail}")
-    ctes += [f"level{i} AS ({upsert})" for i, upsert in enumerate(upserts[:-1])]
+              "camera": list(cameras), "track": list(tracks), "label": list(labels), "confidence": list(confidences),
+              "cap": cap}
+    tally = q(RollupTrack._meta.db_table)
+    head, tail = _upsert_raw()
+    sql = f"""
+    WITH ev AS (
+        SELECT e.*, date_trunc('minute', e.ts) AS minute,
+               row_number() OVER (PARTITION BY date_trunc('minute', e.ts), e.camera_id, e.track ORDER BY e.ts) AS rn
+        FROM unnest(%(ts)b::timestamptz[], %(camera)b::bigint[], %(track)b::text[], %(label)b::smallint[],
+                    %(confidence)b::float8[]) AS e(ts, camera_id, track, label, confidence)),
+    raw AS (INSERT INTO {q(EmotionEvent._meta.db_table)}
+            (device_id, site_id, zone_id, camera_id, ts, track, label, confidence)
+            SELECT %(device)s::uuid, %(site)s::bigint, %(zone)s::bigint, camera_id, ts, track, label, confidence FROM ev),
+    -- The tallies before this statement (every CTE reads the same snapshot).
+    prior AS (SELECT t.minute, t.camera_id, t.track, t.detections FROM {tally} t
+              WHERE t.device_id = %(device)s::uuid AND t.minute IN (SELECT DISTINCT minute FROM ev)),
+    kept AS (SELECT ev.minute, ev.camera_id, ev.track, ev.label, p.detections IS NULL AS new_track
+             FROM ev LEFT JOIN prior p USING (minute, camera_id, track)
+             WHERE coalesce(p.detections, 0) + ev.rn <= %(cap)s),
+    seen AS (INSERT INTO {tally} (device_id, minute, camera_id, track, detections)
+             SELECT %(device)s::uuid, minute, camera_id, track, count(*) FROM kept GROUP BY 2, 3, 4 ORDER BY 2, 3, 4
+             ON CONFLICT (device_id, minute, camera_id, track)
+             DO UPDATE SET detections = {tally}.detections + excluded.detections),
+    counts AS (SELECT minute, count(*) FILTER (WHERE label = 0) AS negative,
+                      count(*) FILTER (WHERE label = 1) AS neutral, count(*) FILTER (WHERE label = 2) AS positive,
+                      count(DISTINCT (camera_id, track)) FILTER (WHERE new_track) AS tracks
+               FROM kept GROUP BY minute)
+    {head} SELECT %(device)s::uuid, minute, {', '.join(COUNTS)} FROM counts ORDER BY minute {tail} RETURNING minute"""
     # A server-side binding cursor on Django's connection (and transaction): the arrays
     # travel in binary, three times cheaper than Django's client-side quoting.
     connection.ensure_connection()
     with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(f"WITH {', '.join(ctes)} {upserts[-1]} RETURNING minute", params)
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"telemetry.device:{device.id}",))
+        cursor.execute(sql, params)
         return sorted(row[0] for row in cursor.fetchall())
 
 
-def _store_portable(device, events):
+def _store_portable(device, events, cap):
     EmotionEvent.objects.bulk_create(
         [EmotionEvent(device_id=device.id, site_id=device.site_id, zone_id=device.zone_id,
                       **dict(zip(EVENT_FIELDS, e))) for e in events], batch_size=500)
-    counts = defaultdict(lambda: [0, 0, 0])
-    pairs = defaultdict(set)
-    for ts, camera_id, track, label, _ in events:
-        minute = ts.replace(second=0, microsecond=0)
-        counts[minute][label] += 1
-        pairs[minute].add((camera_id, track))
-    minutes = sorted(counts)
+    by_minute = defaultdict(list)
+    for ts, camera_id, track, label, _ in sorted(events, key=lambda e: e[0]):
+        by_minute[ts.replace(second=0, microsecond=0)].append((camera_id, track, label))
+    minutes = sorted(by_minute)
+    prior = {
+        (m, cam, track): n for m, cam, track, n in RollupTrack.objects.filter(device=device, minute__in=minutes)
+        .values_list("minute", "camera_id", "track", "detections")
+    }
+    added, cells = Counter(), {}
+    for m in minutes:
+        cell = [0, 0, 0, 0]
+        for cam, track, label in by_minute[m]:
+            key = (m, cam, track)
+            if prior.get(key, 0) + added[key] >= cap:
+                continue
+            if key not in prior and not added[key]:
+                cell[3] += 1  # a track new to this minute
+            added[key] += 1
+            cell[label] += 1
+        cells[m] = cell
     adapt = connection.ops.adapt_datetimefield_value
-    keys = {"device": device._meta.pk.get_db_prep_value(device.id, connection), "site": device.site_id,
-            "zone": device.zone_id}
+    device_id = device._meta.pk.get_db_prep_value(device.id, connection)
+    tally = connection.ops.quote_name(RollupTrack._meta.db_table)
     with connection.cursor() as cursor:
-        new_tracks = {}
-        for m in minutes:
-            rows = sorted(pairs[m])
-            cursor.execute(
-                f"INSERT INTO {connection.ops.quote_name(RollupTrack._meta.db_table)} (device_id, minute, camera_id, track) "
-                f"VALUES {', '.join(['(%s, %s, %s, %s)'] * len(rows))} ON CONFLICT DO NOTHING",
-                [v for cam, track in rows for v in (keys["device"], adapt(m), cam, track)])
-            new_tracks[m] = cursor.rowcount
-        for table, level_keys, conflict_key in _levels(device):
-            head, tail = _upsert(table, level_keys, conflict_key)
-            rows = [(*(keys[k] for k in level_keys), adapt(m), *counts[m], new_tracks[m]) for m in minutes]
-            placeholders = ", ".join("(" + ", ".join(["%s"] * len(rows[0])) + ")" for _ in rows)
-            cursor.execute(f"{head} VALUES {placeholders} {tail}", [v for row in rows for v in row])
+        rows = sorted(added.items())
+        if rows:
+            cursor.executemany(
+                f"INSERT INTO {tally} (device_id, minute, camera_id, track, detections) VALUES (%s, %s, %s, %s, %s) "
+                f"ON CONFLICT (device_id, minute, camera_id, track) DO UPDATE SET detections = {tally}.detections + excluded.detections",
+                [(device_id, adapt(m), cam, track, n) for (m, cam, track), n in rows])
+        head, tail = _upsert_raw()
+        placeholders = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(minutes))
+        cursor.execute(f"{head} VALUES {placeholders} {tail}",
+                       [v for m in minutes for v in (device_id, adapt(m), *cells[m])])
     return minutes

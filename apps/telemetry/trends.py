@@ -1,10 +1,16 @@
-"""Emotion trends read from the minute rollups — never from raw events — with buckets
-built from fewer than K distinct tracks suppressed (k-anonymity).
+"""Emotion trends read from the released minute rollups — never from raw events or raw
+cells — so every number here is post-processing of the differentially private cells of
+`privacy.py`, whatever ranges, buckets and scopes a reader combines.
 
-Coarser buckets do not store their distinct tracks, so they use a lower bound: the
-largest per-minute distinct count inside the bucket. Suppressing on a lower bound can
-only hide more, never reveal more."""
+Display rules on top, all functions of the noisy numbers and of how many device cells
+a number sums (public: it depends on the boards, not on people): counts are clamped at
+zero at the end (noise can push a small sum below it), and a bucket is suppressed when
+its distinct tracks (for coarser buckets: the busiest minute's) fall below K, or when its
+detections are fewer than DISPLAY_MIN_SNR standard deviations of their own noise — its
+share would be mostly noise. Suppression here is for readability; the protection is the
+noise."""
 import json
+import math
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
@@ -14,6 +20,7 @@ from django.db.models import BigIntegerField, Func, Max, Sum
 from django.db.models.functions import ExtractHour, ExtractIsoWeekDay, Trunc
 
 from .models import MinuteRollup, SiteMinuteRollup, ZoneMinuteRollup
+from .privacy import mechanism
 
 BUCKETS = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
 LABELS = ("negative", "neutral", "positive")
@@ -38,6 +45,19 @@ def k_anonymity():
     return settings.AFFECTWATCH["K_ANONYMITY"]
 
 
+def noise_floor() -> float:
+    """Detections (all three labels) a one-cell bucket needs to be shown; a bucket of c
+    cells needs √c times as many: DISPLAY_MIN_SNR × σ of a cell's noisy total (at the
+    default 2, about 2 % of empty buckets pass by chance)."""
+    return settings.AFFECTWATCH["DISPLAY_MIN_SNR"] * mechanism().std_of_sum(3)
+
+
+def hidden(negative, neutral, positive, tracks, cells, k, floor) -> bool:
+    """The suppression rule of every published bucket (see the module docstring); k = 0
+    or floor = 0 switches its part off."""
+    return (k > 0 and tracks < k) or (floor > 0 and negative + neutral + positive < floor * math.sqrt(cells))
+
+
 def default_bucket(span: timedelta) -> str:
     if span <= timedelta(hours=6):
         return "minute"
@@ -55,30 +75,35 @@ def rollups_for(site, zone=None, device=None):
     return SiteMinuteRollup.objects.filter(site=site)
 
 
-def columns(rows, k):
-    """(t, negative, neutral, positive, tracks) rows → the columnar series, suppressing
-    buckets with fewer than k distinct tracks."""
-    t, neg, neu, pos, tracks = (list(c) for c in zip(*rows)) if rows else ([], [], [], [], [])
-    hidden = [tk < k for tk in tracks]
-    keep = lambda col: [None if h else v for v, h in zip(col, hidden)]  # noqa: E731
+def clamp(value):
+    """A published count as displayed: never below zero (None stays None)."""
+    return None if value is None else max(0, value)
+
+
+def columns(rows, k, floor):
+    """(t, negative, neutral, positive, tracks, cells) rows → the columnar series, with
+    suppressed buckets' numbers None."""
+    t, neg, neu, pos, tracks, cells = (list(c) for c in zip(*rows)) if rows else ([], [], [], [], [], [])
+    off = [hidden(*r, k, floor) for r in zip(neg, neu, pos, tracks, cells)]
+    keep = lambda col: [None if h else clamp(v) for v, h in zip(col, off)]  # noqa: E731
     return {"t": t, "negative": keep(neg), "neutral": keep(neu), "positive": keep(pos), "tracks": keep(tracks),
-            "suppressed": hidden}
+            "suppressed": off}
 
 
 def _series_rows(site, since, until, bucket, zone, device):
-    """SQL and parameters of the (t, negative, neutral, positive, tracks) rows, oldest first."""
+    """SQL and parameters of the (t, negative, neutral, positive, tracks, cells) rows, oldest first."""
     if bucket not in BUCKETS:
         raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}")
     rows = rollups_for(site, zone, device).filter(minute__gte=since, minute__lt=until)
     if bucket == "minute":
-        rows = rows.order_by("minute").values_list(EpochSeconds("minute"), *LABELS, "tracks")
+        rows = rows.order_by("minute").values_list(EpochSeconds("minute"), *LABELS, "tracks", "cells")
     else:
         rows = (
             rows.annotate(b=Trunc("minute", bucket, tzinfo=ZoneInfo(site.timezone)))
             .values("b")
-            .annotate(n=Sum("negative"), u=Sum("neutral"), p=Sum("positive"), tk=Max("tracks"))
+            .annotate(n=Sum("negative"), u=Sum("neutral"), p=Sum("positive"), tk=Max("tracks"), c=Sum("cells"))
             .order_by("b")
-            .values_list(EpochSeconds("b"), "n", "u", "p", "tk")
+            .values_list(EpochSeconds("b"), "n", "u", "p", "tk", "c")
         )
     return rows.query.sql_with_params()
 
@@ -90,7 +115,7 @@ def trend(site, since, until, bucket="minute", zone=None, device=None):
     # Straight from the cursor: Django's per-row converters would cost more than the query.
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return columns(cursor.fetchall(), k_anonymity())
+        return columns(cursor.fetchall(), k_anonymity(), noise_floor())
 
 
 class RawJSON(str):
@@ -104,40 +129,43 @@ def trend_json(site, since, until, bucket="minute", zone=None, device=None) -> R
     if connection.vendor != "postgresql":
         return RawJSON(json.dumps(trend(site, since, until, bucket, zone, device), separators=(",", ":")))
     sql, params = _series_rows(site, since, until, bucket, zone, device)
-    k = k_anonymity()
     # The aggregates read the rows in the sorted subquery's order (PostgreSQL's
     # documented alternative to ORDER BY inside each of six aggregates, which would
-    # sort six times).
-    kept = [f"'{name}', coalesce(json_agg(CASE WHEN r.tk >= %s THEN r.{col} END), '[]')"
+    # sort six times). `off` is `hidden()` in SQL.
+    kept = [f"'{name}', coalesce(json_agg(CASE WHEN NOT r.off THEN greatest(r.{col}, 0) END), '[]')"
             for name, col in zip((*LABELS, "tracks"), ("n", "u", "p", "tk"))]
     select = (f"SELECT json_build_object('t', coalesce(json_agg(r.t), '[]'), {', '.join(kept)}, "
-              f"'suppressed', coalesce(json_agg(r.tk < %s), '[]'))::text "
-              f"FROM ({sql}) AS r(t, n, u, p, tk)")
+              f"'suppressed', coalesce(json_agg(r.off), '[]'))::text "
+              f"FROM (SELECT r.*, ((%s > 0 AND r.tk < %s) OR (%s > 0 AND r.n + r.u + r.p < %s * sqrt(r.c))) AS off "
+              f"      FROM ({sql}) AS r(t, n, u, p, tk, c)) AS r")
+    k, floor = k_anonymity(), noise_floor()
     with connection.cursor() as cursor:
-        cursor.execute(select, (k, k, k, k, k, *params))
+        cursor.execute(select, (k, k, floor, floor, *params))
         return RawJSON(cursor.fetchone()[0])
 
 
 def share(negative, neutral, positive):
+    """Negative share in percent (one decimal) of clamped counts; None without detections."""
+    negative, neutral, positive = clamp(negative), clamp(neutral), clamp(positive)
     total = negative + neutral + positive
     return None if total == 0 else round(100.0 * negative / total, 1)
 
 
 def zone_breakdown(site, since, until):
     """Per zone: counts and negative share over the range (suppressed below K)."""
-    k = k_anonymity()
+    k, floor = k_anonymity(), noise_floor()
     rows = (
         ZoneMinuteRollup.objects.filter(site=site, minute__gte=since, minute__lt=until)
         .values("zone_id", "zone__name")
-        .annotate(n=Sum("negative"), u=Sum("neutral"), p=Sum("positive"), tk=Max("tracks"))
+        .annotate(n=Sum("negative"), u=Sum("neutral"), p=Sum("positive"), tk=Max("tracks"), c=Sum("cells"))
         .order_by("zone__name")
     )
     out = []
     for r in rows:
-        suppressed = r["tk"] < k
+        suppressed = hidden(r["n"], r["u"], r["p"], r["tk"], r["c"], k, floor)
         out.append({
             "zone": r["zone_id"], "name": r["zone__name"], "suppressed": suppressed,
-            **{label: None if suppressed else r[key] for label, key in zip(LABELS, "nup")},
+            **{label: None if suppressed else clamp(r[key]) for label, key in zip(LABELS, "nup")},
             "negative_share": None if suppressed else share(r["n"], r["u"], r["p"]),
         })
     return out
@@ -145,29 +173,28 @@ def zone_breakdown(site, since, until):
 
 def weekly_heatmap(site, since, until):
     """Negative share by weekday (1 = Monday) × hour of day, in the site's time zone."""
-    k = k_anonymity()
+    k, floor = k_anonymity(), noise_floor()
     tz = ZoneInfo(site.timezone)
     rows = (
         SiteMinuteRollup.objects.filter(site=site, minute__gte=since, minute__lt=until)
         .annotate(day=ExtractIsoWeekDay("minute", tzinfo=tz), hour=ExtractHour("minute", tzinfo=tz))
         .values("day", "hour")
-        .annotate(n=Sum("negative"), u=Sum("neutral"), p=Sum("positive"), tk=Max("tracks"))
+        .annotate(n=Sum("negative"), u=Sum("neutral"), p=Sum("positive"), tk=Max("tracks"), c=Sum("cells"))
         .order_by()
     )
     grid = [[None] * 24 for _ in range(7)]
     for r in rows:
-        if r["tk"] >= k:
+        if not hidden(r["n"], r["u"], r["p"], r["tk"], r["c"], k, floor):
             grid[r["day"] - 1][r["hour"]] = share(r["n"], r["u"], r["p"])
     return {"days": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"], "hours": list(range(24)), "negative_share": grid}
 
 
 def summary(site, since, until):
     """Totals and negative share over a range, for the overview."""
-    k = k_anonymity()
     agg = SiteMinuteRollup.objects.filter(site=site, minute__gte=since, minute__lt=until).aggregate(
-        n=Sum("negative"), u=Sum("neutral"), p=Sum("positive"), tk=Max("tracks")
+        n=Sum("negative"), u=Sum("neutral"), p=Sum("positive"), tk=Max("tracks"), c=Sum("cells")
     )
-    n, u, p = (agg[x] or 0 for x in "nup")
-    if (agg["tk"] or 0) < k:
+    if hidden(*(agg[x] or 0 for x in ("n", "u", "p", "tk", "c")), k_anonymity(), noise_floor()):
         return {"detections": None, "negative_share": None, "suppressed": True}
+    n, u, p = (clamp(agg[x]) for x in "nup")
     return {"detections": n + u + p, "negative_share": share(n, u, p), "suppressed": False}

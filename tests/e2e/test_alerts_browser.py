@@ -3,16 +3,16 @@ import pytest
 
 from apps.alerts import evaluation
 from apps.alerts.models import Alert
-from tests.integration.alerts_support import feed, make_rule
+from tests.integration.alerts_support import evaluate, feed, make_rule
 
 from .conftest import login
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("exact_counts")]
 
 
 def test_officer_acknowledges_then_resolves_an_alert(platform_server, tenant, page, tmp_path):
     make_rule(tenant.site, name="Shift stress", threshold_pct=50)
-    evaluation.evaluate_all(feed(tenant.device, negative=15, neutral=5))
+    evaluate(feed(tenant.device, negative=15, neutral=5))
     alert = Alert.objects.get()
     row = f"#alert-{alert.pk}"
 

@@ -6,10 +6,30 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from datetime import timedelta
+
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from apps.telemetry.ingest import ingest
+from tests.conftest import release_minutes
+
+
+def released(now):
+    """Releases every device's minutes up to `now`'s (as beat would by RELEASE_DELAY
+    later) and returns the time at which `now`'s minute is an evaluation's newest."""
+    from apps.sites.models import Device
+
+    release_minutes(*Device.objects.all(), until=now + timedelta(minutes=1))
+    return now + settings.AFFECTWATCH["RELEASE_DELAY"] + timedelta(minutes=1)
+
+
+def evaluate(now):
+    """`evaluation.evaluate_all` once `now`'s minute is released: what the rules see."""
+    from apps.alerts import evaluation
+
+    return evaluation.evaluate_all(released(now))
 
 
 def feed(device, negative=0, neutral=0, positive=0, ts=None, people=None, camera="cam0"):

@@ -1,17 +1,23 @@
-"""One ingest scenario, run on PostgreSQL in-process and on the embedded SQLite default
-in a child process (`python -m tests.integration.ingest_scenario`), so that both storage
-paths of `apps.telemetry.rollups` are held to the same answer."""
+"""One ingest-and-release scenario, run on PostgreSQL in-process and on the embedded
+SQLite default in a child process (`python -m tests.integration.ingest_scenario`), so
+that both storage paths of `apps.telemetry.rollups` (bounding included) and the release
+are held to the same answer. Both run with DP_EPSILON = 10⁹ (noise 0) and
+DP_MAX_DETECTIONS = 2, set by the caller."""
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
 
 
 def run(base: datetime) -> dict:
+    from django.conf import settings
+
     from apps.accounts.models import Organisation
     from apps.sites.enrollment import create_device_with_token
-    from apps.sites.models import Camera, Site, Zone
+    from apps.sites.models import Camera, Device, Site, Zone
     from apps.telemetry.ingest import ingest
-    from apps.telemetry.models import MinuteRollup, SiteMinuteRollup, ZoneMinuteRollup
+    from apps.telemetry.models import (DeviceRelease, MinuteRollup, RawMinute, RollupTrack, SiteMinuteRollup,
+                                       ZoneMinuteRollup)
+    from apps.telemetry.release import release_due
     from apps.telemetry.trends import trend, trend_json
 
     org = Organisation.objects.create(name="Scenario", slug=f"scenario-{uuid.uuid4().hex[:6]}")
@@ -39,9 +45,18 @@ def run(base: datetime) -> dict:
         return sorted([getattr(r, owner).name, r.minute.isoformat(), r.negative, r.neutral, r.positive, r.tracks]
                       for r in qs.select_related(owner))
 
+    raw = rows(RawMinute.objects.filter(device__site=site), "device")
+    tally = sorted([t.device.name, t.minute.isoformat(), t.camera.name, t.track, t.detections]
+                   for t in RollupTrack.objects.filter(device__site=site).select_related("device", "camera"))
     since, until = base - timedelta(hours=1), base + timedelta(hours=1)
+    for device in (zoned, loose):
+        DeviceRelease.objects.create(device=device, until=since)
+    Device.objects.filter(site=site).update(last_seen_at=base + timedelta(minutes=30))
+    release_due(base + timedelta(minutes=30) + settings.AFFECTWATCH["RELEASE_DELAY"])
     return {
         "answers": answers,
+        "raw": raw,
+        "tally": tally,
         "device": rows(MinuteRollup.objects.filter(site=site), "device"),
         "zone": rows(ZoneMinuteRollup.objects.filter(site=site), "zone"),
         "site": rows(SiteMinuteRollup.objects.filter(site=site), "site"),

@@ -12,9 +12,9 @@ from apps.alerts.models import Alert, AlertRule, AlertState
 
 from tests.conftest import api_as, page_as
 
-from .alerts_support import feed, make_rule
+from .alerts_support import evaluate, feed, make_rule
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("exact_counts")]
 
 SO, FT, RS, AD = Role.SAFETY_OFFICER, Role.FIELD_TECH, Role.RESEARCHER, Role.ADMIN
 RULE_FORM = {"name": "Afternoon", "threshold_pct": "45", "window_minutes": "15", "min_detections": "30",
@@ -48,7 +48,7 @@ def world(tenant, make_org, make_site, make_user):
     """An open alert of a rule at our site; users of every role in our tenant and in a
     rival one; one of our officers is not assigned to the site."""
     rule = make_rule(tenant.site, emails=["officer@acme.example"])
-    evaluation.evaluate_all(feed(tenant.device, negative=15, neutral=5))
+    evaluate(feed(tenant.device, negative=15, neutral=5))
     alert = Alert.objects.get()
     ours = {r: make_user(tenant.org, r, username=f"ours-{r}", sites=[tenant.site], password=None)
             for r in (SO, FT, RS, AD)}
@@ -179,7 +179,7 @@ def test_alert_list_filters_and_pages(world):
     tenant, ours, theirs, ids, _ = world
     officer = api_as(ours[SO])
     second = make_rule(tenant.site, name="Second", threshold_pct=10)
-    evaluation.evaluate_all(feed(tenant.device, negative=15, neutral=5))
+    evaluate(feed(tenant.device, negative=15, neutral=5))
     assert second.alerts.count() == 1
     officer.post(f"/api/v1/alerts/{ids['alert']}/resolve/", {}, format="json")
     page = officer.get("/api/v1/alerts/", {"limit": 1}).json()

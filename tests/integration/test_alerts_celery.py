@@ -2,12 +2,15 @@
 Celery worker, the signed webhook received by a real HTTP server on 127.0.0.1, and the
 e-mail printed by the worker's console backend."""
 import time
+from datetime import timedelta
+
+from django.utils import timezone
 
 from apps.alerts.models import Alert, Delivery
 from apps.alerts.tasks import evaluate_alert_rules
 from apps.alerts.webhooks import SIGNATURE_HEADER, verify_signature
 
-from .alerts_support import feed, make_rule, webhook_receiver  # noqa: F401 (fixture)
+from .alerts_support import feed, make_rule, released, webhook_receiver  # noqa: F401 (fixture)
 
 
 def wait_until(predicate, timeout=60):
@@ -17,10 +20,14 @@ def wait_until(predicate, timeout=60):
     return predicate()
 
 
-def test_worker_evaluates_rules_and_delivers_signed_webhook(celery_worker, tenant, webhook_receiver):
+def test_worker_evaluates_rules_and_delivers_signed_webhook(celery_worker, tenant, webhook_receiver, exact_counts,
+                                                           settings):
     rule = make_rule(tenant.site, name="Worker rule", threshold_pct=60, window_minutes=5, min_detections=10,
                      emails=["officer@acme.example"], webhook_url=webhook_receiver.url)
-    feed(tenant.device, negative=14, neutral=4, positive=2)
+    # A minute the worker's evaluation (at the real now) sees as released, with enough
+    # people (25, 40 detections each) to clear the worker's noise floor at the default ε.
+    ts = timezone.now() - settings.AFFECTWATCH["RELEASE_DELAY"] - timedelta(minutes=2)
+    released(feed(tenant.device, negative=700, neutral=200, positive=100, ts=ts, people=25))
 
     evaluate_alert_rules.delay()
 

@@ -8,9 +8,9 @@ from apps.alerts import evaluation, services, webhooks
 from apps.alerts.models import Alert, Delivery
 from apps.alerts.webhooks import SIGNATURE_HEADER, verify_signature
 
-from .alerts_support import feed, make_rule, webhook_receiver  # noqa: F401 (fixture)
+from .alerts_support import evaluate, feed, make_rule, webhook_receiver  # noqa: F401 (fixture)
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("exact_counts")]
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def no_private(settings):
 def open_alert(tenant, django_capture_on_commit_callbacks, **rule_fields):
     rule = make_rule(tenant.site, **rule_fields)
     with django_capture_on_commit_callbacks(execute=True):
-        evaluation.evaluate_all(feed(tenant.device, negative=15, neutral=5))
+        evaluate(feed(tenant.device, negative=15, neutral=5))
     return rule, Alert.objects.get(rule=rule)
 
 

@@ -8,7 +8,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.sites.enrollment import revoke
-from apps.telemetry.models import EmotionEvent, MinuteRollup
+from apps.telemetry.models import EmotionEvent, MinuteRollup, RawMinute, RollupTrack
+from tests.conftest import release_minutes
 
 pytestmark = pytest.mark.django_db
 
@@ -33,9 +34,9 @@ def test_batch_is_stored_with_rollup(tenant):
     assert res.status_code == 200, res.content
     assert res.json() == {"batch_id": body["batch_id"], "accepted": 4, "rejected": [], "duplicate": False}
     assert EmotionEvent.objects.filter(device=tenant.device).count() == 4
-    rollup = MinuteRollup.objects.get(device=tenant.device)
-    assert (rollup.negative, rollup.neutral, rollup.positive, rollup.tracks) == (1, 2, 1, 4)
-    assert rollup.site_id == tenant.site.id
+    raw = RawMinute.objects.get(device=tenant.device)
+    assert (raw.negative, raw.neutral, raw.positive, raw.tracks) == (1, 2, 1, 4)
+    assert not MinuteRollup.objects.exists()  # published only when the minute is released
 
 
 def test_repeated_batch_is_acknowledged_and_stored_once(tenant):
@@ -45,15 +46,40 @@ def test_repeated_batch_is_acknowledged_and_stored_once(tenant):
     assert first["duplicate"] is False and second["duplicate"] is True
     assert second["accepted"] == 2
     assert EmotionEvent.objects.count() == 2
-    assert MinuteRollup.objects.get().neutral == 2
+    assert RawMinute.objects.get().neutral == 2
 
 
 def test_rollup_counts_distinct_tracks_across_batches(tenant):
     ts = timezone.now().replace(second=5)
     for track in ("1", "1", "2"):
         post(tenant.token, {"batch_id": str(uuid.uuid4()), "events": [event(ts=ts.isoformat(), track=track)]})
-    rollup = MinuteRollup.objects.get()
-    assert rollup.neutral == 3 and rollup.tracks == 2
+    raw = RawMinute.objects.get()
+    assert raw.neutral == 3 and raw.tracks == 2
+
+
+@pytest.mark.parametrize("batches", [1, 3])
+def test_one_track_adds_at_most_the_bound_to_a_minute(tenant, settings, batches):
+    """The sensitivity the noise is calibrated to: a track's detections in one minute are
+    capped at DP_MAX_DETECTIONS, the first ones kept, whether they come in one batch or
+    several; other tracks and other minutes keep their own allowance."""
+    settings.AFFECTWATCH = {**settings.AFFECTWATCH, "DP_MAX_DETECTIONS": 5}
+    minute = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=3)
+    flood = [event(ts=(minute + timedelta(seconds=i)).isoformat(), track="loud",
+                   label="negative" if i < 5 else "positive") for i in range(12)]
+    flood += [event(ts=(minute + timedelta(seconds=20)).isoformat(), track="quiet", label="neutral")]
+    flood += [event(ts=(minute + timedelta(minutes=1, seconds=i)).isoformat(), track="loud") for i in range(7)]
+    for part in range(batches):
+        res = post(tenant.token, {"batch_id": str(uuid.uuid4()), "events": flood[part::batches]})
+        assert res.status_code == 200 and res.json()["accepted"] == len(flood[part::batches])
+    cells = {r.minute: (r.negative, r.neutral, r.positive, r.tracks) for r in RawMinute.objects.all()}
+    # One batch keeps the first five by time; split batches keep the first five that arrive.
+    first = cells[minute]
+    assert first[0] + first[2] == 5 and first[1] == 1 and first[3] == 2
+    if batches == 1:
+        assert first == (5, 1, 0, 2)
+    assert cells[minute + timedelta(minutes=1)] == (0, 5, 0, 1)
+    assert EmotionEvent.objects.count() == len(flood)  # the raw events are all kept
+    assert sorted(RollupTrack.objects.values_list("track", "detections")) == [("loud", 5), ("loud", 5), ("quiet", 1)]
 
 
 def test_invalid_events_are_rejected_with_reasons_and_valid_ones_kept(tenant):
@@ -152,7 +178,7 @@ def test_rate_limit_is_429_with_retry_after(tenant, settings):
     cache.clear()
 
 
-def test_batch_spanning_minutes_out_of_order_from_a_device_without_zone(tenant, make_site, make_device):
+def test_batch_spanning_minutes_out_of_order_from_a_device_without_zone(tenant, make_site, make_device, settings):
     from apps.telemetry.models import SiteMinuteRollup, ZoneMinuteRollup
 
     yard = make_site(tenant.org, "yard", zones=())
@@ -166,18 +192,20 @@ def test_batch_spanning_minutes_out_of_order_from_a_device_without_zone(tenant, 
     res = post(token, {"batch_id": str(uuid.uuid4()), "events": events})
     assert res.status_code == 200 and res.json()["accepted"] == 5, res.content
     rows = {r.minute: (r.negative, r.neutral, r.positive, r.tracks)
-            for r in MinuteRollup.objects.filter(device=device).order_by("minute")}
+            for r in RawMinute.objects.filter(device=device).order_by("minute")}
     assert rows == {base: (1, 0, 2, 2), base + timedelta(minutes=1): (0, 1, 0, 1),
                     base + timedelta(minutes=2): (1, 0, 0, 1)}
+    settings.AFFECTWATCH = {**settings.AFFECTWATCH, "DP_EPSILON": 1e9}  # noise 0: the sums are exact
+    release_minutes(device)
     site_rows = {r.minute: (r.negative, r.neutral, r.positive, r.tracks)
-                 for r in SiteMinuteRollup.objects.filter(site=yard)}
+                 for r in SiteMinuteRollup.objects.filter(site=yard, minute__in=list(rows))}
     assert site_rows == rows
     assert not ZoneMinuteRollup.objects.filter(site=yard).exists()
     assert EmotionEvent.objects.filter(device=device, zone__isnull=True).count() == 5
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_batches_from_many_boards_lose_no_count(tenant, make_device):
+def test_concurrent_batches_from_many_boards_lose_no_count(tenant, make_device, exact_counts):
     """Eight boards of one site post at once into the same minutes, each batch in its own
     minute order: every count arrives, and no transaction deadlocks."""
     from concurrent.futures import ThreadPoolExecutor
@@ -204,9 +232,11 @@ def test_concurrent_batches_from_many_boards_lose_no_count(tenant, make_device):
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(board, range(8)))
-    site = {r.minute: (r.negative, r.tracks) for r in SiteMinuteRollup.objects.filter(site=tenant.site)}
+    release_minutes(*(d for d, _ in boards))
+    minutes = [base + timedelta(minutes=m) for m in range(3)]
+    site = {r.minute: (r.negative, r.tracks) for r in SiteMinuteRollup.objects.filter(site=tenant.site, minute__in=minutes)}
     # Per minute: 8 boards x 4 batches x 10 events; 8 boards x 10 distinct tracks.
-    assert site == {base + timedelta(minutes=m): (320, 80) for m in range(3)}
-    zone = {r.minute: (r.negative, r.tracks) for r in ZoneMinuteRollup.objects.filter(site=tenant.site)}
+    assert site == {m: (320, 80) for m in minutes}
+    zone = {r.minute: (r.negative, r.tracks) for r in ZoneMinuteRollup.objects.filter(site=tenant.site, minute__in=minutes)}
     assert zone == site
     assert EmotionEvent.objects.count() == 8 * 4 * 30

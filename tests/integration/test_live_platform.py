@@ -37,50 +37,62 @@ def test_live_server_health_is_ok(platform_server):
     assert all(c["status"] == "ok" for c in body["checks"].values())
 
 
-def test_dashboard_push_arrives_within_two_seconds(platform_server, tenant):
+def test_a_release_reaches_the_dashboard_within_two_seconds(platform_server, tenant, exact_counts):
+    """Ingest announces nothing (a push right after a batch would say someone was seen);
+    the release that publishes the minute pushes it. Twenty people, 50 detections each:
+    well above the server's noise floor at the default ε (released here without noise)."""
+    from tests.conftest import release_minutes
+
     session = login_cookie(platform_server, tenant.officer.username)
     cookie = f"sessionid={session.cookies['sessionid']}"
     ws_url = platform_server.url.replace("http", "ws") + f"/ws/sites/{tenant.site.id}/"
-    events = [{"ts": timezone.now().isoformat(), "camera": "cam0", "track": str(t), "label": "positive",
-               "confidence": 0.8} for t in range(4)]
+    now = timezone.now()
+    events = [{"ts": now.isoformat(), "camera": "cam0", "track": str(t), "label": "positive",
+               "confidence": 0.8} for t in range(20) for _ in range(50)]
 
     async def scenario():
         async with websockets.connect(ws_url, additional_headers={"Cookie": cookie, "Origin": platform_server.url}) as ws:
-            t0 = time.monotonic()
             res = await asyncio.to_thread(
                 requests.post, f"{platform_server.url}/api/v1/ingest/",
                 json={"batch_id": str(uuid.uuid4()), "events": events},
                 headers={"Authorization": f"Device {tenant.token}"}, timeout=10)
             assert res.status_code == 200, res.text
+            with pytest.raises(asyncio.TimeoutError):  # nothing is pushed for a batch
+                await asyncio.wait_for(ws.recv(), timeout=1)
+            t0 = time.monotonic()
+            await asyncio.to_thread(release_minutes, tenant.device, since=now - timedelta(minutes=5))
             msg = json.loads(await asyncio.wait_for(ws.recv(), timeout=2))
             return msg, time.monotonic() - t0
 
     msg, elapsed = run_async(scenario())
     assert elapsed < 2
     assert msg["type"] == "trend"
-    assert msg["series"]["positive"][-1] == 4 and msg["series"]["suppressed"][-1] is False
+    series = msg["series"]
+    i = series["t"].index(int(now.replace(second=0, microsecond=0).timestamp()))
+    assert series["suppressed"][i] is False and (series["positive"][i], series["tracks"][i]) == (1000, 20)
 
 
-def test_a_burst_of_batches_reaches_the_dashboard_as_few_complete_pushes(platform_server, tenant):
-    """Ten batches posted back to back: the dashboard gets fewer pushes than batches, and
-    the last one it gets has every count."""
+def test_one_release_of_several_boards_is_one_complete_push(platform_server, tenant, make_device, exact_counts):
+    """Four boards post into the same minute; one release run publishes them all and the
+    dashboard gets one push with every board's counts."""
+    from tests.conftest import release_minutes
+
     session = login_cookie(platform_server, tenant.officer.username)
     cookie = f"sessionid={session.cookies['sessionid']}"
     ws_url = platform_server.url.replace("http", "ws") + f"/ws/sites/{tenant.site.id}/"
     minute = timezone.now().replace(second=0, microsecond=0)
-
-    def post_burst():
-        with requests.Session() as s:
-            for b in range(10):
-                events = [{"ts": (minute + timedelta(seconds=b)).isoformat(), "camera": "cam0", "track": f"{b}-{n}",
-                           "label": "negative", "confidence": 0.8} for n in range(3)]
-                res = s.post(f"{platform_server.url}/api/v1/ingest/", json={"batch_id": str(uuid.uuid4()), "events": events},
-                             headers={"Authorization": f"Device {tenant.token}"}, timeout=10)
-                assert res.status_code == 200, res.text
+    boards = [(tenant.device, tenant.token)] + [make_device(tenant.site, f"board-{i}") for i in range(2, 5)]
+    with requests.Session() as s:
+        for b, (_, token) in enumerate(boards):
+            events = [{"ts": (minute + timedelta(seconds=b)).isoformat(), "camera": "cam0", "track": f"{b}-{n}",
+                       "label": "negative", "confidence": 0.8} for n in range(10) for _ in range(50)]
+            res = s.post(f"{platform_server.url}/api/v1/ingest/", json={"batch_id": str(uuid.uuid4()), "events": events},
+                         headers={"Authorization": f"Device {token}"}, timeout=10)
+            assert res.status_code == 200, res.text
 
     async def scenario():
         async with websockets.connect(ws_url, additional_headers={"Cookie": cookie, "Origin": platform_server.url}) as ws:
-            await asyncio.to_thread(post_burst)
+            await asyncio.to_thread(release_minutes, *(d for d, _ in boards), since=minute - timedelta(minutes=2))
             pushes = []
             try:
                 while True:
@@ -89,9 +101,10 @@ def test_a_burst_of_batches_reaches_the_dashboard_as_few_complete_pushes(platfor
                 return pushes
 
     pushes = run_async(scenario())
-    assert 1 <= len(pushes) < 10
-    last = pushes[-1]["series"]
-    assert last["t"] == [int(minute.timestamp())] and last["negative"] == [30] and last["tracks"] == [30]
+    assert len(pushes) == 1
+    series = pushes[0]["series"]
+    i = series["t"].index(int(minute.timestamp()))
+    assert series["negative"][i] == 4 * 10 * 50 and series["tracks"][i] == 40
 
 
 def test_websocket_refuses_other_tenants_sites(platform_server, tenant, make_org, make_site, make_user):
@@ -112,8 +125,9 @@ def test_websocket_refuses_other_tenants_sites(platform_server, tenant, make_org
 
 def test_celery_worker_runs_the_retention_purge(celery_worker, tenant, settings):
     from apps.telemetry.ingest import ingest
-    from apps.telemetry.models import EmotionEvent, MinuteRollup
+    from apps.telemetry.models import EmotionEvent, MinuteRollup, RawMinute
     from apps.telemetry.tasks import purge_expired_events
+    from tests.conftest import release_minutes
 
     old = timezone.now() - timedelta(days=6)
     ingest(tenant.device, {"batch_id": str(uuid.uuid4()), "events": [
@@ -121,11 +135,15 @@ def test_celery_worker_runs_the_retention_purge(celery_worker, tenant, settings)
         {"ts": timezone.now().isoformat(), "camera": "cam0", "track": "1", "label": "neutral", "confidence": 0.5},
     ]})
     assert EmotionEvent.objects.count() == 2
+    release_minutes(tenant.device, since=old - timedelta(minutes=1))
+    released = MinuteRollup.objects.count()
     # The worker reads retention from its own environment (30 days), so age the event instead.
     EmotionEvent.objects.filter(ts__lt=timezone.now() - timedelta(days=1)).update(ts=timezone.now() - timedelta(days=40))
+    RawMinute.objects.filter(minute__lt=timezone.now() - timedelta(days=1)).update(minute=timezone.now() - timedelta(days=40))
     purge_expired_events.delay()
     deadline = time.monotonic() + 60
     while EmotionEvent.objects.count() != 1 and time.monotonic() < deadline:
         time.sleep(0.3)
     assert EmotionEvent.objects.count() == 1, celery_worker.log_text()[-3000:]
-    assert MinuteRollup.objects.count() == 2  # rollups stay
+    assert RawMinute.objects.count() == 1  # the old raw cell goes with its event
+    assert MinuteRollup.objects.count() == released > 6 * 24 * 60  # released cells stay

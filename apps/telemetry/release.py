@@ -1,0 +1,120 @@
+"""Releasing closed minutes: raw cells in, noisy published rollups out.
+
+Which cells are released does not depend on anyone's presence: every minute of every
+non-revoked device, from its enrolment on, up to RELEASE_DELAY before now and never past
+its last heartbeat (a board that is offline has its minutes released when it is back and
+its outbox has had the delay to drain). A minute without detections is released as
+zeros plus noise, exactly like one with — otherwise the existence of a row would say
+that someone was there. Each cell is released once; detections that arrive after their
+minute was released stay in the raw tables and are never published, since changing a
+released number is what a differencing attack reads.
+
+The zone and site rollups are sums of the released device cells, so every coarser
+number is post-processing of the noisy cells (see `privacy.py`)."""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+import numpy as np
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from apps.sites.models import Device
+
+from .live import publish_minutes
+from .models import DeviceRelease, MinuteRollup, RawMinute, SiteMinuteRollup, ZoneMinuteRollup
+from .privacy import CELL, mechanism
+
+log = logging.getLogger(__name__)
+MINUTE = timedelta(minutes=1)
+#: At most this many minutes of one device per run (a board back after a week offline
+#: is caught up over a few runs rather than in one long transaction).
+MAX_MINUTES_PER_RUN = 24 * 60
+
+
+def floor_minute(t: datetime) -> datetime:
+    return t.replace(second=0, microsecond=0)
+
+
+def release_due(now: datetime | None = None) -> dict:
+    """Releases every device's closed minutes. Returns {"devices": n, "cells": n}.
+
+    Safe to run concurrently (each device's mark is locked, skipped when busy) and
+    after a crash (a device's cells and its mark move in one transaction)."""
+    now = now or timezone.now()
+    horizon = floor_minute(now - settings.AFFECTWATCH["RELEASE_DELAY"])
+    released = defaultdict(list)  # site → [first, last] minute released
+    stats = {"devices": 0, "cells": 0}
+    devices = Device.objects.filter(revoked_at__isnull=True, last_seen_at__isnull=False).only(
+        "id", "site_id", "zone_id", "enrolled_at", "last_seen_at")
+    for device in devices:
+        upto = min(horizon, floor_minute(device.last_seen_at))
+        try:
+            with transaction.atomic():
+                mark = _lock_mark(device)
+                if mark is None:
+                    continue
+                start = mark.until
+                end = min(upto, start + MAX_MINUTES_PER_RUN * MINUTE)
+                if end <= start:
+                    continue
+                n = _release_device(device, start, end)
+                mark.until = end
+                mark.save(update_fields=["until"])
+        except IntegrityError:  # SQLite has no row locks: a concurrent run released these first
+            log.info("device %s: minutes from %s were released by a concurrent run", device.id, mark.until)
+            continue
+        stats["devices"] += 1
+        stats["cells"] += n
+        span = released[device.site_id]
+        released[device.site_id] = [min(span[0], start) if span else start, max(span[1], end) if span else end]
+    for site_id, (first, end) in released.items():
+        publish_minutes(site_id, first, end - MINUTE)
+    return stats
+
+
+def _lock_mark(device) -> DeviceRelease | None:
+    """The device's release mark, locked for this transaction; None when another run holds it."""
+    DeviceRelease.objects.get_or_create(device=device, defaults={"until": floor_minute(device.enrolled_at)})
+    qs = DeviceRelease.objects.filter(device=device)
+    if connection.features.has_select_for_update_skip_locked:
+        qs = qs.select_for_update(skip_locked=True)
+    return qs.first()
+
+
+def _release_device(device, start: datetime, end: datetime) -> int:
+    """Noises and publishes the device's minutes in [start, end). Returns the cell count."""
+    minutes = [start + i * MINUTE for i in range(int((end - start) / MINUTE))]
+    raw = {r[0]: r[1:] for r in RawMinute.objects.filter(device=device, minute__gte=start, minute__lt=end)
+           .values_list("minute", *CELL)}
+    cells = np.array([raw.get(m, (0, 0, 0, 0)) for m in minutes], dtype=np.int64).reshape(-1, len(CELL))
+    noisy = mechanism().release(cells)
+    MinuteRollup.objects.bulk_create(
+        [MinuteRollup(device_id=device.id, site_id=device.site_id, zone_id=device.zone_id, minute=m,
+                      **dict(zip(CELL, map(int, row)))) for m, row in zip(minutes, noisy)],
+        batch_size=1000)
+    if device.zone_id:
+        _add(ZoneMinuteRollup, {"zone_id": device.zone_id, "site_id": device.site_id}, "zone_id", minutes, noisy)
+    _add(SiteMinuteRollup, {"site_id": device.site_id}, "site_id", minutes, noisy)
+    return len(minutes)
+
+
+def _add(model, keys: dict, conflict: str, minutes, noisy) -> None:
+    """Adds released cells to a zone's or site's per-minute sums (atomic increments)."""
+    q = connection.ops.quote_name
+    table = q(model._meta.db_table)
+    columns = [*keys, "minute", *CELL, "cells"]
+    increments = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in (*CELL, "cells"))
+    adapt = connection.ops.adapt_datetimefield_value
+    rows = [(*keys.values(), adapt(m), *map(int, row), 1) for m, row in zip(minutes, noisy)]
+    with connection.cursor() as cursor:
+        for i in range(0, len(rows), 500):
+            chunk = rows[i : i + 500]
+            placeholders = ", ".join("(" + ", ".join(["%s"] * len(columns)) + ")" for _ in chunk)
+            cursor.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES {placeholders} "
+                f"ON CONFLICT ({conflict}, minute) DO UPDATE SET {increments}",
+                [v for row in chunk for v in row])

@@ -1,0 +1,135 @@
+"""The release step: which cells are published, when, once, and only from heartbeating
+boards — the part of the guarantee that is about *whether* a number exists."""
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db.models import Sum
+from django.utils import timezone
+
+from apps.sites.enrollment import revoke
+from apps.telemetry.ingest import ingest
+from apps.telemetry.models import DeviceRelease, MinuteRollup, RawMinute, SiteMinuteRollup, ZoneMinuteRollup
+from apps.telemetry.release import MAX_MINUTES_PER_RUN, floor_minute, release_due
+from tests.conftest import release_minutes
+
+pytestmark = pytest.mark.django_db
+
+
+def send(device, ts, n=1, label="negative", track="t"):
+    answer, _ = ingest(device, {"batch_id": str(uuid.uuid4()), "events": [
+        {"ts": ts.isoformat(), "camera": "cam0", "track": track, "label": label, "confidence": 0.9}] * n})
+    assert answer["accepted"] == n
+
+
+def test_every_minute_is_released_with_or_without_people(tenant, exact_counts):
+    start = floor_minute(timezone.now()) - timedelta(minutes=30)
+    send(tenant.device, start + timedelta(minutes=3, seconds=5), n=4)
+    release_minutes(tenant.device, since=start, until=start + timedelta(minutes=10))
+    rows = list(MinuteRollup.objects.filter(device=tenant.device).order_by("minute").values_list("minute", "negative"))
+    assert [m for m, _ in rows] == [start + timedelta(minutes=i) for i in range(10)]
+    assert [n for _, n in rows] == [0, 0, 0, 4, 0, 0, 0, 0, 0, 0]
+
+
+def test_nothing_past_the_last_heartbeat_or_the_delay_and_nothing_twice(tenant, settings):
+    now = timezone.now()
+    DeviceRelease.objects.create(device=tenant.device, until=floor_minute(now) - timedelta(minutes=20))
+    type(tenant.device).objects.filter(pk=tenant.device.pk).update(last_seen_at=now - timedelta(minutes=12, seconds=30))
+    assert release_due(now)["cells"] == 7  # up to the heartbeat's minute, exclusive
+    assert release_due(now)["cells"] == 0  # released once
+    type(tenant.device).objects.filter(pk=tenant.device.pk).update(last_seen_at=now)
+    assert release_due(now)["cells"] == 20 - 7 - settings.AFFECTWATCH["RELEASE_DELAY"].seconds // 60 - 1
+    assert DeviceRelease.objects.get(device=tenant.device).until == floor_minute(now - settings.AFFECTWATCH["RELEASE_DELAY"])
+
+
+def test_late_detections_are_stored_but_never_change_a_released_number(tenant, exact_counts):
+    minute = floor_minute(timezone.now()) - timedelta(minutes=10)
+    send(tenant.device, minute, n=2)
+    release_minutes(tenant.device, since=minute, until=minute + timedelta(minutes=5))
+    send(tenant.device, minute + timedelta(seconds=40), n=3, track="late")
+    release_minutes(tenant.device)
+    assert RawMinute.objects.get(device=tenant.device, minute=minute).negative == 5
+    assert MinuteRollup.objects.get(device=tenant.device, minute=minute).negative == 2
+    assert SiteMinuteRollup.objects.get(site=tenant.site, minute=minute).negative == 2
+
+
+def test_boards_never_seen_or_revoked_publish_nothing(tenant, make_device):
+    quiet, _ = make_device(tenant.site, "never-seen")
+    gone, _ = make_device(tenant.site, "revoked")
+    type(gone).objects.filter(pk=gone.pk).update(last_seen_at=timezone.now())
+    revoke(type(gone).objects.get(pk=gone.pk))
+    release_due(timezone.now() + timedelta(hours=1))
+    assert not MinuteRollup.objects.filter(device__in=[quiet, gone]).exists()
+
+
+def test_a_board_back_from_a_long_outage_is_caught_up_in_bounded_runs(tenant):
+    since = floor_minute(timezone.now()) - timedelta(days=2)
+    DeviceRelease.objects.create(device=tenant.device, until=since)
+    type(tenant.device).objects.filter(pk=tenant.device.pk).update(last_seen_at=timezone.now())
+    runs = []
+    while n := release_due()["cells"]:
+        runs.append(n)
+    due = int((DeviceRelease.objects.get(device=tenant.device).until - since).total_seconds() // 60)
+    assert due > MAX_MINUTES_PER_RUN and runs == [MAX_MINUTES_PER_RUN, due - MAX_MINUTES_PER_RUN]
+    assert MinuteRollup.objects.filter(device=tenant.device).count() == due
+
+
+def test_zone_and_site_are_the_sums_of_the_noisy_device_cells(tenant, make_device):
+    other, _ = make_device(tenant.site, "board-2")
+    minute = floor_minute(timezone.now()) - timedelta(minutes=8)
+    send(tenant.device, minute, n=9)
+    send(other, minute, n=4, label="positive")
+    release_minutes(tenant.device, other, since=minute - timedelta(minutes=5))
+    cells = MinuteRollup.objects.filter(site=tenant.site).values("minute").annotate(
+        n=Sum("negative"), p=Sum("positive"), tk=Sum("tracks"))
+    device_sums = {c["minute"]: (c["n"], c["p"], c["tk"]) for c in cells}
+    for model in (SiteMinuteRollup, ZoneMinuteRollup):
+        rows = {r.minute: (r.negative, r.positive, r.tracks) for r in model.objects.filter(site=tenant.site)}
+        assert rows == device_sums
+        assert set(model.objects.filter(site=tenant.site).values_list("cells", flat=True)) == {2}
+    assert MinuteRollup.objects.get(device=tenant.device, minute=minute).negative != 9 or \
+        MinuteRollup.objects.get(device=other, minute=minute).positive != 4  # noise at the default ε
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_release_runs_publish_each_cell_once(tenant, make_device):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    boards = [tenant.device] + [make_device(tenant.site, f"board-{i}")[0] for i in range(2, 6)]
+    since = floor_minute(timezone.now()) - timedelta(hours=3)
+    for d in boards:
+        DeviceRelease.objects.create(device=d, until=since)
+    type(tenant.device).objects.filter(pk__in=[d.pk for d in boards]).update(last_seen_at=timezone.now())
+
+    def run(_):
+        try:
+            total = 0
+            while n := release_due()["cells"]:
+                total += n
+            return total
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(4) as pool:
+        released = sum(pool.map(run, range(4)))
+    per_board = MinuteRollup.objects.filter(device__in=boards).count() // len(boards)
+    assert released == MinuteRollup.objects.filter(device__in=boards).count() == per_board * len(boards)
+    assert SiteMinuteRollup.objects.filter(site=tenant.site).count() == per_board
+    assert set(SiteMinuteRollup.objects.filter(site=tenant.site).values_list("cells", flat=True)) == {len(boards)}
+
+
+def test_the_worker_runs_the_release_that_beat_schedules(celery_worker, tenant, settings):
+    import time
+
+    from apps.telemetry.tasks import release_minutes as task
+
+    assert settings.CELERY_BEAT_SCHEDULE["release-minutes"]["task"] == "apps.telemetry.tasks.release_minutes"
+    DeviceRelease.objects.create(device=tenant.device, until=floor_minute(timezone.now()) - timedelta(minutes=30))
+    type(tenant.device).objects.filter(pk=tenant.device.pk).update(last_seen_at=timezone.now())
+    task.delay()
+    deadline = time.monotonic() + 60
+    while not MinuteRollup.objects.filter(device=tenant.device).exists() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert MinuteRollup.objects.filter(device=tenant.device).count() >= 27, celery_worker.log_text()[-2000:]
