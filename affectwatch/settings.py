@@ -219,6 +219,11 @@ AFFECTWATCH = {
     # Buckets whose detections are below this many standard deviations of their noise are
     # shown as suppressed (readability, not protection: the noise protects).
     "DISPLAY_MIN_SNR": float(os.environ.get("AFFECTWATCH_DISPLAY_MIN_SNR", "2.0")),
+    # An alert window needs this many standard deviations of noise in its detections, and
+    # its negative share must stay above the threshold with the negative count lowered by
+    # ALERT_CONFIDENCE_Z of them (bench-results/privacy.md).
+    "ALERT_MIN_SNR": float(os.environ.get("AFFECTWATCH_ALERT_MIN_SNR", "4.0")),
+    "ALERT_CONFIDENCE_Z": float(os.environ.get("AFFECTWATCH_ALERT_CONFIDENCE_Z", "2.0")),
     # A device's minute is released (noised and published) this long after it ends.
     "RELEASE_DELAY": timedelta(seconds=int(os.environ.get("AFFECTWATCH_RELEASE_DELAY_S", "90"))),
     "EVENT_RETENTION_DAYS": int(os.environ.get("AFFECTWATCH_EVENT_RETENTION_DAYS", "30")),

@@ -4,10 +4,14 @@ of the differentially private cells (apps/telemetry/privacy.py).
 
 A rule's window is its `window_minutes` most recent *released* minutes: those ending at
 least RELEASE_DELAY ago, so a surge is seen within RELEASE_DELAY plus a minute or two.
-The condition holds when the window has at least `min_detections` detections, is not
-one the dashboards would suppress (`trends.hidden`: fewer than K people, or a count
-within noise), and has a negative share strictly above `threshold_pct`; counts are the
-noisy sums, clamped at zero.
+The condition holds when the window has at least `min_detections` detections, K people
+in its busiest minute and ALERT_MIN_SNR standard deviations of noise in its detections
+(`trends.hidden`, stricter than the dashboards' floor), and its negative share is
+strictly above `threshold_pct` even after the negative count is lowered by
+ALERT_CONFIDENCE_Z standard deviations of its noise — a rule is checked every minute,
+and an empty night or a window of mostly empty minutes (an evening as the shift leaves)
+must not alarm on noise (bench-results/privacy.md).
+Counts are the noisy sums, clamped at zero; the alert records the unlowered share.
 
 Alerts are not resolved automatically: a person reviews and resolves them. While a rule
 has an open or acknowledged alert it opens no other; the evaluation only records on the
@@ -25,6 +29,7 @@ from django.db.models import Max, Sum
 from django.utils import timezone
 
 from apps.telemetry.models import SiteMinuteRollup
+from apps.telemetry.privacy import mechanism
 from apps.telemetry.release import floor_minute
 from apps.telemetry.trends import clamp, hidden, noise_floor
 
@@ -46,6 +51,13 @@ class Window:
     @property
     def share_pct(self) -> float | None:
         return None if self.detections == 0 else 100.0 * self.negative / self.detections
+
+    def share_lower_pct(self, z: float) -> float | None:
+        """The negative share with its negative count lowered by z standard deviations of
+        that count's noise (σ of a sum of `cells` released cells, `privacy.py`)."""
+        if self.detections == 0:
+            return None
+        return 100.0 * (self.negative - z * mechanism().std_of_sum(self.cells)) / self.detections
 
 
 def window_bounds(now: datetime, minutes: int) -> tuple[datetime, datetime]:
@@ -71,11 +83,15 @@ def measure(site_ids, minutes: int, now: datetime) -> dict[int, Window]:
 
 
 def condition_holds(rule: AlertRule, window: Window, k: int) -> bool:
-    """The rule's condition on the window; a window the dashboards would suppress never holds."""
-    share = window.share_pct
+    """The rule's condition on the window: enough detections, K people and ALERT_MIN_SNR
+    standard deviations of noise in its detections (`trends.hidden`), and a negative
+    share above the threshold even with its negative count lowered by ALERT_CONFIDENCE_Z
+    standard deviations of noise."""
+    share = window.share_lower_pct(settings.AFFECTWATCH["ALERT_CONFIDENCE_Z"])
     return (
         window.detections >= rule.min_detections
-        and not hidden(window.detections, 0, 0, window.tracks, window.cells, k, noise_floor())
+        and not hidden(window.detections, 0, 0, window.tracks, window.cells, k,
+                       noise_floor(settings.AFFECTWATCH["ALERT_MIN_SNR"]))
         and share is not None
         and share > rule.threshold_pct
     )

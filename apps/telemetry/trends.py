@@ -45,11 +45,12 @@ def k_anonymity():
     return settings.AFFECTWATCH["K_ANONYMITY"]
 
 
-def noise_floor() -> float:
+def noise_floor(snr: float | None = None) -> float:
     """Detections (all three labels) a one-cell bucket needs to be shown; a bucket of c
-    cells needs √c times as many: DISPLAY_MIN_SNR × σ of a cell's noisy total (at the
-    default 2, about 2 % of empty buckets pass by chance)."""
-    return settings.AFFECTWATCH["DISPLAY_MIN_SNR"] * mechanism().std_of_sum(3)
+    cells needs √c times as many: `snr` (default DISPLAY_MIN_SNR) × σ of a cell's noisy
+    total. At 2 about 2 % of empty buckets pass by chance; alert windows use ALERT_MIN_SNR."""
+    snr = settings.AFFECTWATCH["DISPLAY_MIN_SNR"] if snr is None else snr
+    return snr * mechanism().std_of_sum(3)
 
 
 def hidden(negative, neutral, positive, tracks, cells, k, floor) -> bool:

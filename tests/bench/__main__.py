@@ -10,6 +10,7 @@ BENCHES = {
     "pipeline": "tests.bench.bench_pipeline",
     "backend": "tests.bench.bench_backend",
     "finetune": "tests.bench.bench_finetune",
+    "privacy": "tests.bench.bench_privacy",
 }
 
 

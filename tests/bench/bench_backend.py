@@ -172,7 +172,8 @@ def copy_baseline(site, devices, n):
 
 
 def populate_history(site, devices, n_events, days=30):
-    """n_events raw events spread over `days`, then the rollups built from them in SQL."""
+    """n_events raw events spread over `days`, then the rollups built from them in SQL
+    (without noise: the read path costs the same whatever the numbers are)."""
     from django.db import connection
 
     dev_ids = [str(d.id) for d, _ in devices]
@@ -198,10 +199,10 @@ def populate_history(site, devices, n_events, days=30):
             ("telemetry_siteminuterollup", "site_id", ""),
         ):
             c.execute(f"""
-                INSERT INTO {table} ({keys}, minute, negative, neutral, positive, tracks)
+                INSERT INTO {table} ({keys}, minute, negative, neutral, positive, tracks, cells)
                 SELECT {keys}, date_trunc('minute', ts), count(*) FILTER (WHERE label = 0),
                        count(*) FILTER (WHERE label = 1), count(*) FILTER (WHERE label = 2),
-                       count(DISTINCT (device_id, camera_id, track))
+                       count(DISTINCT (device_id, camera_id, track)), count(DISTINCT device_id)
                 FROM telemetry_emotionevent WHERE site_id = %s GROUP BY {keys}, date_trunc('minute', ts)
             """, [site.id])
         c.execute("ANALYZE")

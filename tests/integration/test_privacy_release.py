@@ -32,14 +32,16 @@ def test_every_minute_is_released_with_or_without_people(tenant, exact_counts):
 
 
 def test_nothing_past_the_last_heartbeat_or_the_delay_and_nothing_twice(tenant, settings):
-    now = timezone.now()
-    DeviceRelease.objects.create(device=tenant.device, until=floor_minute(now) - timedelta(minutes=20))
+    now = floor_minute(timezone.now()) + timedelta(seconds=30)
+    start = floor_minute(now) - timedelta(minutes=20)
+    DeviceRelease.objects.create(device=tenant.device, until=start)
     type(tenant.device).objects.filter(pk=tenant.device.pk).update(last_seen_at=now - timedelta(minutes=12, seconds=30))
-    assert release_due(now)["cells"] == 7  # up to the heartbeat's minute, exclusive
+    assert release_due(now)["cells"] == 8  # up to the heartbeat's minute, exclusive
     assert release_due(now)["cells"] == 0  # released once
     type(tenant.device).objects.filter(pk=tenant.device.pk).update(last_seen_at=now)
-    assert release_due(now)["cells"] == 20 - 7 - settings.AFFECTWATCH["RELEASE_DELAY"].seconds // 60 - 1
-    assert DeviceRelease.objects.get(device=tenant.device).until == floor_minute(now - settings.AFFECTWATCH["RELEASE_DELAY"])
+    horizon = floor_minute(now - settings.AFFECTWATCH["RELEASE_DELAY"])
+    assert release_due(now)["cells"] == (horizon - start) // timedelta(minutes=1) - 8
+    assert DeviceRelease.objects.get(device=tenant.device).until == horizon
 
 
 def test_late_detections_are_stored_but_never_change_a_released_number(tenant, exact_counts):
