@@ -22,12 +22,13 @@ def wait_until(predicate, timeout=60):
 
 def test_worker_evaluates_rules_and_delivers_signed_webhook(celery_worker, tenant, webhook_receiver, exact_counts,
                                                            settings):
-    rule = make_rule(tenant.site, name="Worker rule", threshold_pct=60, window_minutes=5, min_detections=10,
+    rule = make_rule(tenant.site, name="Worker rule", threshold_pct=40, window_minutes=5, min_detections=10,
                      emails=["officer@acme.example"], webhook_url=webhook_receiver.url)
     # A minute the worker's evaluation (at the real now) sees as released, with enough
-    # people (25, 40 detections each) to clear the worker's noise floor at the default ε.
+    # people (50, 60 detections each) for the worker's alert rule at the default ε: 4 σ of
+    # noise in the detections, and 70 % negative lowered by 2 σ still above 40 %.
     ts = timezone.now() - settings.AFFECTWATCH["RELEASE_DELAY"] - timedelta(minutes=2)
-    released(feed(tenant.device, negative=700, neutral=200, positive=100, ts=ts, people=25))
+    released(feed(tenant.device, negative=2100, neutral=600, positive=300, ts=ts, people=50))
 
     evaluate_alert_rules.delay()
 
