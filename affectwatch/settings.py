@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "apps.datasets",
     "apps.training",
     "apps.alerts",
+    "axes",  # last: its signal handlers see the apps' models
 ]
 
 MIDDLEWARE = [
@@ -81,6 +82,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # turns a lockout into its 429 page
 ]
 
 ROOT_URLCONF = "affectwatch.urls"
@@ -177,6 +179,18 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
+
+# Password guessing (django-axes): after AXES_FAILURE_LIMIT failures a username is locked
+# for AXES_COOLOFF_TIME from every address, and an address is locked for every username;
+# a success resets the count. An admin unlocks earlier with
+# `manage.py axes_reset_username NAME` (README, "Security").
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = int(os.environ.get("AFFECTWATCH_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("AFFECTWATCH_LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
 LOGIN_REDIRECT_URL = "dashboards:home"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -224,11 +238,17 @@ AFFECTWATCH = {
     # ALERT_CONFIDENCE_Z of them (bench-results/privacy.md).
     "ALERT_MIN_SNR": float(os.environ.get("AFFECTWATCH_ALERT_MIN_SNR", "4.0")),
     "ALERT_CONFIDENCE_Z": float(os.environ.get("AFFECTWATCH_ALERT_CONFIDENCE_Z", "2.0")),
-    # A device's minute is released (noised and published) this long after it ends.
+    # A device's minute is released (noised and published) this long after it ends; the
+    # minutes of an outage this long after the board is back (its outbox drains first).
     "RELEASE_DELAY": timedelta(seconds=int(os.environ.get("AFFECTWATCH_RELEASE_DELAY_S", "90"))),
+    "RELEASE_CATCH_UP": timedelta(minutes=int(os.environ.get("AFFECTWATCH_RELEASE_CATCH_UP_MINUTES", "10"))),
     "EVENT_RETENTION_DAYS": int(os.environ.get("AFFECTWATCH_EVENT_RETENTION_DAYS", "30")),
     "INGEST_MAX_EVENTS": int(os.environ.get("AFFECTWATCH_INGEST_MAX_EVENTS", "5000")),
     "INGEST_MAX_BYTES": int(os.environ.get("AFFECTWATCH_INGEST_MAX_BYTES", str(2 * 1024 * 1024))),
+    # Bodies of other requests, and of data-set uploads (a zip plus its form), checked
+    # before Django reads them (affectwatch/bodylimit.py).
+    "REQUEST_MAX_BYTES": int(os.environ.get("AFFECTWATCH_REQUEST_MAX_BYTES", str(1024 * 1024))),
+    "UPLOAD_MAX_BYTES": int(os.environ.get("AFFECTWATCH_IMPORT_MAX_ZIP_BYTES", str(200 * 1024 * 1024))) + 1024 * 1024,
     "INGEST_RATE_PER_MINUTE": int(os.environ.get("AFFECTWATCH_INGEST_RATE_PER_MINUTE", "600")),
     "INGEST_MAX_PAST": timedelta(days=int(os.environ.get("AFFECTWATCH_INGEST_MAX_PAST_DAYS", "7"))),
     "INGEST_MAX_FUTURE": timedelta(minutes=5),
@@ -274,8 +294,8 @@ EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", _default_backend)
 EMAIL_TIMEOUT = 20
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Affectwatch <alerts@localhost>")
 
-# Ingest bodies are checked against INGEST_MAX_BYTES by the view (413); Django's own
-# limit must not trip first with a less helpful 400.
+# Bodies are checked against their limits before Django (affectwatch/bodylimit.py, 413);
+# Django's own limit must not trip first with a less helpful 400.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(AFFECTWATCH["INGEST_MAX_BYTES"] * 2, 2_621_440)
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 MEDIA_URL = "/media/"

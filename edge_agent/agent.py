@@ -32,6 +32,8 @@ class Agent:
         self.run_id = uuid.uuid4().hex[:6]
         self.stop_event = threading.Event()
         self.outbox = Outbox(cfg.outbox_path, cfg.outbox.max_mb)
+        if restored := self.outbox.restore():  # another chance after a restart (and perhaps a server fix)
+            log.warning("%d event(s) set aside earlier are back in line", restored)
         self._loader = partial(load_model, backend=cfg.model.backend, providers=cfg.model.providers,
                                engine=cfg.model.engine or None, threads=cfg.model.threads, valence_map=cfg.valence,
                                cache_dir=cfg.state_dir / "trt-cache")
@@ -105,6 +107,7 @@ class Agent:
             "queue_depth": self.outbox.depth(),
             "dropped": self.outbox.dropped,
             "rejected": self.outbox.counter("rejected"),
+            "set_aside": self.outbox.set_aside_count(),
             "cameras": {w.name: w.health() for w in self.workers},
         }
         if self.models.error:

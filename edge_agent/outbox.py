@@ -9,6 +9,8 @@ the server never saw can be regrouped freely (`release`), because no id was used
 
 The outbox has a disk budget: when its pages exceed it, the oldest events are dropped
 and counted (`dropped`), a number that survives restarts and goes into heartbeats.
+Events the server keeps failing on (a poison event: 5xx every time, while others get
+through) are moved to `set_aside`, kept for inspection, and counted in heartbeats too.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_batch ON events (batch_id);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS set_aside (id INTEGER PRIMARY KEY, body TEXT NOT NULL, reason TEXT NOT NULL);
 """
 
 
@@ -140,6 +143,31 @@ class Outbox:
         """The server stored nothing of this batch (it refused it whole): regroup its events."""
         with self._lock:
             self._db.execute("UPDATE events SET batch_id = NULL WHERE batch_id = ?", (batch_id,))
+
+    def set_aside(self, batch_id: str, reason: str) -> None:
+        """Moves a batch's events out of the sending queue, keeping them (and their order
+        ids) for inspection or `restore`."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("INSERT INTO set_aside (id, body, reason) SELECT id, body, ? FROM events "
+                             "WHERE batch_id = ?", (reason[:300], batch_id))
+            self._db.execute("DELETE FROM events WHERE batch_id = ?", (batch_id,))
+            self._db.execute("COMMIT")
+
+    def restore(self) -> int:
+        """Puts every set-aside event back in the queue, in its old place."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            n = self._db.execute("INSERT INTO events (id, body) SELECT id, body FROM set_aside").rowcount
+            self._db.execute("DELETE FROM set_aside")
+            self._db.execute("COMMIT")
+        if n:
+            self.changed.set()
+        return n
+
+    def set_aside_count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM set_aside").fetchone()[0]
 
     def discard(self, ids: list[int], counter: str = "rejected") -> None:
         with self._lock:

@@ -7,9 +7,16 @@
   alone, which is then dropped with a log line; the others get through.
 - 5xx, 429, 401/403 or no answer: the same batch is retried later with the same id,
   with exponential backoff and jitter (429 honours `Retry-After`).
+- a batch answered 5xx POISON_ATTEMPTS times in a row is split in halves the same way;
+  an event alone that still fails is set aside in the outbox (kept, counted in the
+  heartbeat) so the events behind it get through. If the very next attempt fails as
+  well, the server is down rather than the event bad: what was set aside goes back in
+  line and the publisher simply retries. The agent puts set-aside events back in line
+  when it starts (a fixed server may take them).
 """
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import random
@@ -23,6 +30,12 @@ from .outbox import Outbox
 log = logging.getLogger(__name__)
 
 SPLIT_STATUSES = (400, 413, 422)
+#: Bodies from this size on are sent gzip-compressed (`Content-Encoding: gzip`).
+GZIP_FROM_BYTES = 1024
+#: With a backlog of two batches or more, batches grow this much (at most BACKLOG_BATCH_MAX events).
+BACKLOG_GROWTH, BACKLOG_BATCH_MAX = 5, 2000
+#: Consecutive 5xx answers to one batch before it is split (or, alone, set aside).
+POISON_ATTEMPTS = 3
 
 
 class Backoff:
@@ -45,7 +58,7 @@ class Backoff:
 class Publisher:
     def __init__(self, outbox: Outbox, session: requests.Session, url: str, batch_size: int = 200,
                  backoff_base_s: float = 1.0, backoff_max_s: float = 60.0, timeout_s: float = 10.0,
-                 ready: threading.Event | None = None, linger_s: float = 0.0):
+                 ready: threading.Event | None = None, linger_s: float = 0.0, gzip: bool = True):
         self.outbox = outbox
         self.session = session
         self.url = url
@@ -54,6 +67,7 @@ class Publisher:
         # After an idle spell, wait this long for more events before sending: a board then
         # makes about one request per `linger_s` instead of one per event.
         self.linger_s = linger_s
+        self.gzip = gzip  # a 200-event batch shrinks from 21 kB to 1.7 kB (docs/edge-protocol.md)
         self.backoff = Backoff(backoff_base_s, backoff_max_s)
         # Sending waits for `ready`: the server rejects events from cameras that no
         # heartbeat announced yet, so the agent opens the gate after its first heartbeat.
@@ -61,6 +75,8 @@ class Publisher:
         if ready is None:
             self.ready.set()
         self._limit = batch_size  # shrinks while a refused batch is being split
+        self._failing: tuple[str, int] = ("", 0)  # (batch id, consecutive 5xx answers)
+        self._suspect = False  # an event was set aside and nothing succeeded since
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
@@ -69,6 +85,7 @@ class Publisher:
         self.accepted = 0
         self.rejected = 0
         self.duplicates = 0
+        self.throttled = 0  # 429 answers
 
     # Lifecycle ------------------------------------------------------------------------------
     def start(self) -> "Publisher":
@@ -93,7 +110,7 @@ class Publisher:
             except Exception:  # noqa: BLE001 - the publisher must outlive any surprise
                 log.exception("publisher: unexpected error")
                 delay = self.backoff.next_delay()
-            if delay is None:  # nothing to send: sleep until something arrives
+            if delay is None:  # nothing to send: sleep until something arrives, then gather
                 if self.outbox.changed.wait(1.0) and self.linger_s:
                     self._stop.wait(self.linger_s)
             elif delay > 0:
@@ -103,7 +120,7 @@ class Publisher:
         """Send synchronously until the outbox is empty (used by `simulate` and tests)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            delay = self.send_once()
+            delay = self.send_once(gather=False)
             if delay is None:
                 return True
             if delay > 0:
@@ -111,23 +128,34 @@ class Publisher:
         return self.outbox.depth() == 0
 
     # One attempt ----------------------------------------------------------------------------
-    def send_once(self) -> float | None:
+    def send_once(self, gather: bool = True) -> float | None:
         """Send one batch. Returns None when the outbox is empty, else the seconds to wait
-        before the next attempt (0: go on at once)."""
-        batch = self.outbox.next_batch(self._limit)
+        before the next attempt (0: go on at once; `linger_s` after a batch that was not
+        full, unless `gather` is off)."""
+        limit = self._limit
+        if limit == self.batch_size and self.outbox.depth() >= 2 * self.batch_size:
+            limit = min(BACKLOG_BATCH_MAX, self.batch_size * BACKLOG_GROWTH)  # drain a backlog in big batches
+        batch = self.outbox.next_batch(limit)
         if batch is None:
             return None
         batch_id, rows = batch
         # The stored bodies are already JSON: splice them rather than parse and re-encode.
-        body = '{"batch_id":"%s","events":[%s]}' % (batch_id, ",".join(b for _, b in rows))
+        body = ('{"batch_id":"%s","events":[%s]}' % (batch_id, ",".join(b for _, b in rows))).encode("utf-8")
+        headers = {"Content-Type": "application/json"}
+        if self.gzip and len(body) >= GZIP_FROM_BYTES:
+            body, headers["Content-Encoding"] = gzip.compress(body, compresslevel=6), "gzip"
         try:
-            r = self.session.post(self.url, data=body.encode("utf-8"), timeout=self.timeout_s,
-                                  headers={"Content-Type": "application/json"})
+            r = self.session.post(self.url, data=body, timeout=self.timeout_s, headers=headers)
         except requests.RequestException as exc:
             return self._retry(f"no answer from {self.url}: {type(exc).__name__}")
         status = r.status_code
         if status == 200:
-            return self._accepted(batch_id, rows, r)
+            retry = self._accepted(batch_id, rows, r)
+            if retry or not gather or len(rows) >= limit or self._limit < self.batch_size:
+                return retry
+            # A batch that was not full: gather for `linger_s` before the next request, so a
+            # steady stream goes up in about one request per `linger_s`, not one per event.
+            return self.linger_s
         detail = _detail(r)
         if status in SPLIT_STATUSES:
             if len(rows) > 1:
@@ -140,6 +168,7 @@ class Publisher:
             self.rejected += 1
             return 0.0
         if status == 429:
+            self.throttled += 1
             retry_after = _retry_after(r)
             self.last_error = f"rate limited (429); retrying in {retry_after or 'a while'} s"
             log.warning("ingest: %s", self.last_error)
@@ -148,10 +177,36 @@ class Publisher:
         if status in (401, 403):
             return self._retry(f"the server refuses this device's token ({status}: {detail}); "
                                "re-enroll the board if it was revoked")
-        if 400 <= status < 500:
-            # 404 / 405 and the like: a misconfigured URL, not bad events. Keep them.
-            return self._retry(f"ingest answered {status}: {detail}")
+        if status >= 500:
+            return self._server_error(batch_id, rows, f"ingest answered {status}: {detail}")
+        # 404 / 405 and the like: a misconfigured URL, not bad events. Keep them.
         return self._retry(f"ingest answered {status}: {detail}")
+
+    def _server_error(self, batch_id: str, rows, message: str) -> float:
+        """A 5xx: retry; after POISON_ATTEMPTS on this batch, split it or set its one event aside."""
+        if self._suspect:  # the event after a set-aside one fails too: the server is down, not the event
+            n = self.outbox.restore()
+            self._suspect = False
+            self.outbox.release(batch_id)
+            log.warning("%s for the next event too: the server is failing, not the event; "
+                        "%d set-aside event(s) back in line", message, n)
+            return self._retry(message)
+        same, count = self._failing
+        count = count + 1 if same == batch_id else 1
+        self._failing = (batch_id, count)
+        if count < POISON_ATTEMPTS:
+            return self._retry(message)
+        self._failing = ("", 0)
+        if len(rows) > 1:
+            self.outbox.release(batch_id)
+            self._limit = max(1, len(rows) // 2)
+            log.warning("%s, %d times for a batch of %d; splitting it", message, POISON_ATTEMPTS, len(rows))
+            return 0.0
+        self.outbox.set_aside(batch_id, message)
+        self._suspect = True
+        log.error("event %s set aside after %d failures (%s); sending the ones behind it", rows[0][1],
+                  POISON_ATTEMPTS, message)
+        return 0.0
 
     def _accepted(self, batch_id: str, rows, r: requests.Response) -> float:
         try:
@@ -181,6 +236,7 @@ class Publisher:
         self.backoff.reset()
         self.last_error = None
         self.last_success = time.time()
+        self._suspect = False  # whatever was set aside failed alone while others get through
         if self._limit < self.batch_size:
             self._limit = min(self.batch_size, self._limit * 2)
         return 0.0

@@ -104,7 +104,7 @@ def simulate(server: str, token: str, rate: float, duration: float | None = None
     # NORMAL sync: a simulator's events are not worth an fsync each.
     outbox = Outbox(outbox_path, synchronous="NORMAL")
     publisher = Publisher(outbox, session, f"{server}/api/v1/ingest/", batch_size=batch_size,
-                          backoff_base_s=0.5, backoff_max_s=10.0).start()
+                          backoff_base_s=0.5, backoff_max_s=10.0, linger_s=1.0).start()
     start = time.monotonic()
     generated = 0
     tick = 0.05
@@ -137,6 +137,7 @@ def simulate(server: str, token: str, rate: float, duration: float | None = None
     publisher.stop()
     summary = {"generated": generated, "accepted": publisher.accepted, "rejected": publisher.rejected,
                "duplicate_batches": publisher.duplicates, "batches": publisher.sent_batches,
+               "throttled": publisher.throttled,
                "left_in_outbox": outbox.depth(), "seconds": round(elapsed, 2),
                "rate": round(generated / elapsed, 1) if elapsed else 0.0}
     outbox.close()

@@ -83,6 +83,7 @@ def ship(
     ship_command: str = "",
     figures_dir=None,
     ablations: dict | None = None,
+    earlier_rows: list | None = None,
     log=print,
 ) -> dict:
     """Export `checkpoint` as the model at `onnx_out` with its card at `card_out`.
@@ -90,8 +91,10 @@ def ship(
     data: an ImageSet with `val_split` and `test_split`. The temperature is fitted on
     the validation split only; the test split is scored once for the card (with and
     without flip, before and after calibration). ablations: {row name: checkpoint}
-    evaluated the same way for the card's ablation table. figures_dir: confusion
-    matrices and the reliability diagram as PNG. Returns the card (dict).
+    evaluated the same way for the card's ablation table; earlier_rows: rows an earlier
+    card measured with this protocol on the same splits (their checkpoints need not exist
+    any more), listed first. figures_dir: confusion matrices and the reliability diagram
+    as PNG. Returns the card (dict).
     """
     from .training.loop import load_checkpoint
 
@@ -185,8 +188,9 @@ def ship(
         "training_history": ck.get("history"),
         **(notes or {}),
     }
-    if ablations:
-        card["ablation"] = [ablation_row(name, ckpt, val, test) for name, ckpt in ablations.items()]
+    if ablations or earlier_rows:
+        card["ablation"] = list(earlier_rows or [])
+        card["ablation"] += [ablation_row(name, ckpt, val, test) for name, ckpt in (ablations or {}).items()]
         card["ablation"].append(ablation_row("shipped checkpoint + test-time flip", checkpoint, val, test, True))
         if meta.get("train_split"):
             shift = logit_adjustment(data.where_split(*meta["train_split"].split(",")).labels, len(classes))

@@ -5,7 +5,8 @@ A request's principal is a logged-in user with a Membership, or an API token
 (`TokenPrincipal`)."""
 from dataclasses import dataclass, field
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404
 
 from .models import AuditEvent, Role
 
@@ -79,3 +80,24 @@ def audit(request_or_user, action, target="", organisation=None, **details):
         details=details,
         ip=ip,
     )
+
+
+def chosen(queryset, value, **filters):
+    """The object of `queryset` whose primary key a form or query string names, or None —
+    for a missing id, one of another organisation (the queryset is already scoped) and
+    a value that is no id at all ('abc', '²', a NUL) alike."""
+    if value in (None, ""):
+        return None
+    try:
+        pk = queryset.model._meta.pk.to_python(value)
+        return queryset.filter(pk=pk, **filters).first()
+    except (ValidationError, ValueError, TypeError, OverflowError):
+        return None
+
+
+def chosen_or_404(queryset, value, **filters):
+    """`chosen`, or a 404 that reads the same for every kind of miss."""
+    obj = chosen(queryset, value, **filters)
+    if obj is None:
+        raise Http404(f"no such {queryset.model._meta.verbose_name}")
+    return obj

@@ -36,7 +36,7 @@ class Membership(models.Model):
 
 
 class ApiScope(models.TextChoices):
-    TELEMETRY_READ = "telemetry:read", "Read emotion trends and events"
+    TELEMETRY_READ = "telemetry:read", "Read emotion trends and released minute counts"
     SITES_READ = "sites:read", "Read sites, zones, cameras and devices"
     DEVICES_WRITE = "devices:write", "Enroll, revoke and configure devices"
     ALERTS_READ = "alerts:read", "Read alerts"

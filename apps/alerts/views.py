@@ -2,13 +2,12 @@
 a rule editor per site. Admins and safety officers, on the sites they can see."""
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import add_never_cache_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from apps.accounts.access import visible_sites
+from apps.accounts.access import chosen_or_404, visible_sites
 from apps.accounts.decorators import role_required
 from apps.accounts.models import Role
 
@@ -21,20 +20,13 @@ STATE_FILTERS = {"active": ACTIVE_STATES, "open": (AlertState.OPEN,), "acknowled
                  "resolved": (AlertState.RESOLVED,), "all": None}
 
 
-def _int_or_404(value):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise Http404("no such site") from None
-
-
 @role_required(*ALERT_ROLES)
 def alert_list(request):
     sites = visible_sites(request.user)
     alerts = Alert.objects.filter(site__in=sites).select_related("site", "acknowledged_by", "resolved_by")
     site = None
     if request.GET.get("site"):
-        site = get_object_or_404(sites, pk=_int_or_404(request.GET["site"]))
+        site = chosen_or_404(sites, request.GET["site"])
         alerts = alerts.filter(site=site)
     state = request.GET.get("state", "active")
     if state not in STATE_FILTERS:

@@ -47,6 +47,10 @@ class Device(models.Model):
     enrolled_at = models.DateTimeField(default=dj_timezone.now)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
+    # The last outage (no heartbeat for OFFLINE_AFTER): its minutes are released only
+    # RELEASE_CATCH_UP after the board is back, when its outbox has had time to drain.
+    offline_from = models.DateTimeField(null=True, blank=True)
+    back_online_at = models.DateTimeField(null=True, blank=True)
     online = models.BooleanField(default=False)
     health = models.JSONField(default=dict, blank=True, help_text="The last heartbeat's report.")
     hardware = models.JSONField(default=dict, blank=True)

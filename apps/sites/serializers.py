@@ -1,5 +1,7 @@
 from rest_framework import serializers
 
+from apps.accounts.access import role_of
+from apps.accounts.models import Role
 from apps.accounts.scope import ScopedModelSerializer, ScopedSerializer
 
 from .models import Camera, Device, EnrollmentCode, Site, Zone
@@ -26,6 +28,10 @@ class CameraSerializer(ScopedModelSerializer):
         fields = ["id", "name", "status", "fps", "error"]
 
 
+#: Who sees a board's health report (queue depth, frame rates): field techs and admins.
+HEALTH_ROLES = (Role.FIELD_TECH, Role.ADMIN)
+
+
 class DeviceSerializer(ScopedModelSerializer):
     cameras = CameraSerializer(many=True, read_only=True)
     status = serializers.SerializerMethodField()
@@ -45,6 +51,17 @@ class DeviceSerializer(ScopedModelSerializer):
         if len(str(value)) > 10_000:
             raise serializers.ValidationError("at most 10,000 characters")
         return value
+
+    def to_representation(self, device):
+        data = super().to_representation(device)
+        request = self.context.get("request")
+        if request is not None and role_of(request.user) not in HEALTH_ROLES:
+            # Queue depth and frame rates follow how many faces a board sees: the people
+            # who install boards need them, the people who read the dashboards do not.
+            data.pop("health", None)
+            for camera in data.get("cameras", []):
+                camera.pop("fps", None)
+        return data
 
     def get_status(self, device) -> str:
         if device.revoked_at:

@@ -3,7 +3,7 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from apps.accounts.access import visible_sites
+from apps.accounts.access import chosen, chosen_or_404, visible_sites
 from apps.accounts.decorators import role_required
 from apps.accounts.models import Role
 
@@ -17,9 +17,9 @@ FIELD_ROLES = (Role.FIELD_TECH,)
 def devices(request):
     sites = visible_sites(request.user)
     rows = Device.objects.filter(site__in=sites).select_related("site", "zone").prefetch_related("cameras")
-    site_filter = request.GET.get("site")
+    site_filter = chosen(sites, request.GET.get("site"))
     if site_filter:
-        rows = rows.filter(site_id=site_filter)
+        rows = rows.filter(site=site_filter)
     codes = EnrollmentCode.objects.filter(site__in=sites).select_related("site", "zone")[:20]
     new_code = request.session.pop("new_enrollment_code", None)
     return render(request, "sites/devices.html", {
@@ -31,10 +31,10 @@ def devices(request):
 @require_POST
 @role_required(*FIELD_ROLES)
 def create_enrollment_code(request):
-    site = get_object_or_404(visible_sites(request.user), pk=request.POST.get("site"))
+    site = chosen_or_404(visible_sites(request.user), request.POST.get("site"))
     zone = None
     if request.POST.get("zone"):
-        zone = get_object_or_404(Zone, pk=request.POST["zone"], site=site)
+        zone = chosen_or_404(Zone.objects.all(), request.POST["zone"], site=site)
     code_obj, code = enrollment.create_enrollment_code(site, request.user, zone=zone, request=request)
     # Shown once, on the next page, then gone: only its hash is stored.
     request.session["new_enrollment_code"] = {"code": code, "site": site.name,

@@ -80,18 +80,22 @@ class TrendSchema(serializers.Serializer):
 ReadTelemetry = roles_or_scope(Role.SAFETY_OFFICER, Role.RESEARCHER, scope=ApiScope.TELEMETRY_READ)
 
 
-def _rate_limited(device) -> int:
-    """Seconds to wait when the device has used its per-minute budget, else 0."""
+def _rate_limited(device, events: int) -> int:
+    """Seconds to wait when the device has used its per-minute budget, else 0. The budget
+    counts what a batch costs the server: 1 per request plus 1 per 100 events, so a
+    board that gathers its events into one request a second (the agent's default) uses
+    a fraction of it at any real event rate, and a flood of tiny requests does not."""
     limit = settings.AFFECTWATCH["INGEST_RATE_PER_MINUTE"]
+    cost = 1 + events // 100
     window = int(timezone.now().timestamp() // 60)
     key = f"ingest-rate:{device.pk}:{window}"
     cache.add(key, 0, timeout=120)
     try:
-        count = cache.incr(key)
+        spent = cache.incr(key, cost)
     except ValueError:  # evicted between add and incr
-        cache.set(key, 1, timeout=120)
-        count = 1
-    return 60 - int(timezone.now().timestamp() % 60) if count > limit else 0
+        cache.set(key, cost, timeout=120)
+        spent = cost
+    return 60 - int(timezone.now().timestamp() % 60) if spent > limit else 0
 
 
 @extend_schema(request=IngestBatchSchema, responses={200: IngestAnswerSchema, 400: OpenApiResponse(description="malformed batch"),
@@ -101,15 +105,12 @@ def _rate_limited(device) -> int:
 @authentication_classes([DeviceTokenAuthentication])
 @permission_classes([IsDevice])
 def ingest(request):
-    """Store a batch of label events from an agent. Idempotent per (device, batch_id)."""
-    length = int(request.META.get("CONTENT_LENGTH") or 0)
-    if length > settings.AFFECTWATCH["INGEST_MAX_BYTES"]:
-        return Response(
-            {"detail": f"body of {length} bytes exceeds the {settings.AFFECTWATCH['INGEST_MAX_BYTES']} byte limit"},
-            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-        )
+    """Store a batch of label events from an agent. Idempotent per (device, batch_id).
+    The body may be gzip (`Content-Encoding: gzip`); its size limits are checked before
+    this view runs (affectwatch/bodylimit.py)."""
     device = request.auth
-    wait = _rate_limited(device)
+    events = request.data.get("events") if isinstance(request.data, dict) else None
+    wait = _rate_limited(device, len(events) if isinstance(events, list) else 0)
     if wait:
         return Response({"detail": "rate limit exceeded"}, status=429, headers={"Retry-After": str(wait)})
     try:
@@ -148,7 +149,8 @@ TELEMETRY_RENDERERS = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer]
 @permission_classes([ReadTelemetry])
 @renderer_classes(TELEMETRY_RENDERERS)
 def site_trend(request, site_id):
-    """Per-bucket negative / neutral / positive counts for a site, zone or device (k-anonymised).
+    """Per-bucket negative / neutral / positive counts for a site, zone or device
+    (differentially private; thin buckets suppressed).
     `?format=csv` gives the same as CSV."""
     site = _site(request, site_id)
     since, until, q = _range(request)

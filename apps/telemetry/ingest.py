@@ -44,7 +44,7 @@ def _parse_ts(value):
         ts = datetime.fromisoformat(value)  # ISO 8601, 'Z' included
         if ts.tzinfo is None:
             raise ValueError("timestamp needs a UTC offset")
-        return ts
+        return ts.astimezone(dt_timezone.utc)  # minutes are UTC minutes, whatever the offset (+00:00:30)
     raise ValueError
 
 

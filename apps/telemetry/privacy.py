@@ -13,7 +13,8 @@ Budget per track-minute (sequential composition over the two noisy parts of a ce
 Dwork & Roth Thm. 3.14): ε = ε_counts + ε_tracks, with ε_tracks = DP_TRACKS_SHARE · ε.
 The three label counts change by at most C = DP_MAX_DETECTIONS in L1 when a track-minute
 is added or removed, so their noise scale is C / ε_counts; the track count changes by 1,
-scale 1 / ε_tracks. A person seen for m minutes is protected at m·ε (basic composition).
+scale 1 / ε_tracks. A person who appears as n track-minutes is protected at n·ε (basic
+composition); one person can hold several track ids (lost and re-found, two cameras).
 """
 from __future__ import annotations
 

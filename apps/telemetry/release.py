@@ -1,9 +1,9 @@
 """Releasing closed minutes: raw cells in, noisy published rollups out.
 
-Which cells are released does not depend on anyone's presence: every minute of every
-non-revoked device, from its enrolment on, up to RELEASE_DELAY before now and never past
-its last heartbeat (a board that is offline has its minutes released when it is back and
-its outbox has had the delay to drain). A minute without detections is released as
+Which cells are released, and when, does not depend on anyone's presence: every minute
+of every non-revoked device, from its enrolment on, up to RELEASE_DELAY before now and
+never past its last heartbeat; the minutes of an outage are released RELEASE_CATCH_UP
+after the board is back, when its outbox has had time to drain. A minute without detections is released as
 zeros plus noise, exactly like one with — otherwise the existence of a row would say
 that someone was there. Each cell is released once; detections that arrive after their
 minute was released stay in the raw tables and are never published, since changing a
@@ -48,10 +48,13 @@ def release_due(now: datetime | None = None) -> dict:
     horizon = floor_minute(now - settings.AFFECTWATCH["RELEASE_DELAY"])
     released = defaultdict(list)  # site → [first, last] minute released
     stats = {"devices": 0, "cells": 0}
+    catch_up = settings.AFFECTWATCH["RELEASE_CATCH_UP"]
     devices = Device.objects.filter(revoked_at__isnull=True, last_seen_at__isnull=False).only(
-        "id", "site_id", "zone_id", "enrolled_at", "last_seen_at")
+        "id", "site_id", "zone_id", "enrolled_at", "last_seen_at", "offline_from", "back_online_at")
     for device in devices:
         upto = min(horizon, floor_minute(device.last_seen_at))
+        if device.back_online_at and now < device.back_online_at + catch_up:
+            upto = min(upto, floor_minute(device.offline_from))
         try:
             with transaction.atomic():
                 mark = _lock_mark(device)
@@ -64,8 +67,8 @@ def release_due(now: datetime | None = None) -> dict:
                 n = _release_device(device, start, end)
                 mark.until = end
                 mark.save(update_fields=["until"])
-        except IntegrityError:  # SQLite has no row locks: a concurrent run released these first
-            log.info("device %s: minutes from %s were released by a concurrent run", device.id, mark.until)
+        except IntegrityError as exc:  # SQLite has no row locks: a concurrent run released these first
+            log.info("device %s: release skipped this run (%s)", device.id, exc)
             continue
         stats["devices"] += 1
         stats["cells"] += n
@@ -77,8 +80,11 @@ def release_due(now: datetime | None = None) -> dict:
 
 
 def _lock_mark(device) -> DeviceRelease | None:
-    """The device's release mark, locked for this transaction; None when another run holds it."""
-    DeviceRelease.objects.get_or_create(device=device, defaults={"until": floor_minute(device.enrolled_at)})
+    """The device's release mark, locked for this transaction; None when another run holds
+    it. A board's first mark is its enrolment, or INGEST_MAX_PAST ago if that is later
+    (no event can be older)."""
+    first = max(device.enrolled_at, timezone.now() - settings.AFFECTWATCH["INGEST_MAX_PAST"])
+    DeviceRelease.objects.get_or_create(device=device, defaults={"until": floor_minute(first)})
     qs = DeviceRelease.objects.filter(device=device)
     if connection.features.has_select_for_update_skip_locked:
         qs = qs.select_for_update(skip_locked=True)

@@ -9,7 +9,7 @@ from django.contrib import messages
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 
-from apps.accounts.access import organisation_of, visible_sites
+from apps.accounts.access import chosen, organisation_of, visible_sites
 from apps.datasets.access import datasets_of
 from apps.datasets.views import research_required
 from apps.sites.models import Device
@@ -60,7 +60,7 @@ def start_job(request, dataset_id):
         return redirect("research:dataset", dataset.pk)
     base = None
     if request.POST.get("base"):
-        base = registry.versions_for(dataset.organisation).filter(pk=request.POST["base"]).first()
+        base = chosen(registry.versions_for(dataset.organisation), request.POST["base"])
     job = jobs.start(dataset, values, request.user, base)
     return redirect("research:job", job.pk)
 
@@ -123,10 +123,10 @@ def promote_version(request, version_id):
 def deploy_version(request, version_id):
     mv = get_object_or_404(registry.versions_for(organisation_of(request.user)), pk=version_id)
     if request.method == "POST":
-        site = visible_sites(request.user).filter(pk=request.POST.get("site") or 0).first()
+        site = chosen(visible_sites(request.user), request.POST.get("site"))
         canary = None
         if request.POST.get("canary"):
-            canary = Device.objects.filter(pk=request.POST["canary"], site=site).first() if site else None
+            canary = chosen(Device.objects.all(), request.POST["canary"], site=site) if site else None
         if site is None:
             messages.error(request, "Choose a site.")
         elif request.POST.get("canary") and canary is None:

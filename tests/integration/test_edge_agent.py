@@ -293,3 +293,20 @@ def test_simulate_posts_plausible_streams_through_the_ingest_api(platform_server
     assert 2 * 3 <= len(tracks) <= 2 * 6  # a few people per camera
     labels = Counter(label for _, _, _, label in rows)
     assert labels.most_common(1)[0][0] == Label.NEUTRAL
+
+
+def test_a_busy_four_camera_board_is_never_throttled(platform_server, tenant):
+    """100 events a second from four cameras for 20 s: the publisher gathers them into
+    about one request a second, well inside the server's per-board budget at its
+    default (600 a minute, a batch costing 1 + events / 100)."""
+    from apps.sites.models import Camera
+
+    for cam in ("sim2", "sim3"):
+        Camera.objects.get_or_create(device=tenant.device, name=cam)
+    res = subprocess.run([sys.executable, "-m", "edge_agent", "simulate", "--server", platform_server.url,
+                          "--token", tenant.token, "--rate", "100", "--duration", "20", "--cameras", "4", "--seed", "3"],
+                         capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["throttled"] == 0 and summary["accepted"] == summary["generated"] >= 1900
+    assert summary["batches"] <= 2 * 20 + 5  # gathered: about one request a second, not one per event

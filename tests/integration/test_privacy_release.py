@@ -135,3 +135,40 @@ def test_the_worker_runs_the_release_that_beat_schedules(celery_worker, tenant, 
     while not MinuteRollup.objects.filter(device=tenant.device).exists() and time.monotonic() < deadline:
         time.sleep(0.3)
     assert MinuteRollup.objects.filter(device=tenant.device).count() >= 27, celery_worker.log_text()[-2000:]
+
+
+def test_an_outage_is_released_only_after_the_board_had_time_to_catch_up(tenant, settings):
+    from apps.sites.heartbeat import record_heartbeat
+
+    device = type(tenant.device).objects.get(pk=tenant.device.pk)
+    start = floor_minute(timezone.now()) - timedelta(minutes=60)
+    DeviceRelease.objects.create(device=device, until=start)
+    type(device).objects.filter(pk=device.pk).update(last_seen_at=start + timedelta(minutes=10))
+    device.refresh_from_db()
+    record_heartbeat(device, {})  # back after 50 minutes without a heartbeat
+    device.refresh_from_db()
+    assert device.offline_from == start + timedelta(minutes=10) and device.back_online_at is not None
+    assert release_due()["cells"] == 10  # only the minutes before the outage
+    late = device.back_online_at + settings.AFFECTWATCH["RELEASE_CATCH_UP"] + timedelta(seconds=1)
+    type(device).objects.filter(pk=device.pk).update(last_seen_at=late)
+    assert release_due(late)["cells"] > 40  # the outage, once its backlog had time to arrive
+
+
+def test_board_health_is_for_the_people_who_install_boards(tenant, make_user):
+    from apps.accounts.models import Role
+    from tests.conftest import api_as
+
+    from rest_framework.test import APIClient
+
+    board = APIClient()
+    board.credentials(HTTP_AUTHORIZATION=f"Device {tenant.token}")
+    res = board.post("/api/v1/heartbeat/", {"queue_depth": 7, "cameras": {"cam0": {"status": "ok", "fps": 14.5,
+                                                                                   "faces": 1}}}, format="json")
+    assert res.status_code == 200, res.content
+    tenant.device.refresh_from_db()
+    assert "faces" not in tenant.device.health["cameras"]["cam0"]  # a head count is never stored
+    url = f"/api/v1/devices/{tenant.device.pk}/"
+    tech = api_as(make_user(tenant.org, Role.FIELD_TECH, sites=[tenant.site])).get(url).json()
+    officer = api_as(tenant.officer).get(url).json()
+    assert tech["health"]["queue_depth"] == 7 and tech["cameras"][0]["fps"] == 14.5
+    assert "health" not in officer and "fps" not in officer["cameras"][0]

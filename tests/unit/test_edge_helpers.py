@@ -3,6 +3,7 @@ real photograph, a synthetic scene, a small HTTP peer), and the tests that they
 themselves work."""
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -88,6 +89,8 @@ class Peer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                if headers.get("content-encoding") == "gzip":  # as the platform's BodyLimit does
+                    body = gzip.decompress(body)
                 peer.requests.append((self.command, self.path, headers, body))
                 status, extra, out = peer.handler(self.command, self.path, headers, body)
                 if isinstance(out, (dict, list)):

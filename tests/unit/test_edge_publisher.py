@@ -174,3 +174,56 @@ def test_a_200_that_is_not_an_acknowledgement_keeps_the_batch(tmp_path):
         assert box.depth() == 1 and "without acknowledging" in pub.last_error
     finally:
         p.close()
+
+
+def _poison_peer(bad_label, stored):
+    """An ingest server with a bug: a 500 for any batch holding a `bad_label` event."""
+    from tests.unit.test_edge_helpers import Peer
+
+    def handler(method, path, headers, body):
+        data = json.loads(body)
+        if any(e["label"] == bad_label for e in data["events"]):
+            return 500, {}, {"detail": "internal error"}
+        stored.extend(data["events"])
+        return 200, {}, {"batch_id": data["batch_id"], "accepted": len(data["events"]), "rejected": [],
+                         "duplicate": False}
+
+    return Peer(handler)
+
+
+@pytest.mark.parametrize("order", [["good", "bad", "good"], ["bad", "good", "good"], ["good", "good", "bad"]])
+def test_a_poison_event_is_set_aside_and_the_others_get_through(tmp_path, order):
+    stored = []
+    p = _poison_peer("bad", stored)
+    try:
+        box, pub = make(tmp_path, p.url, batch_size=16)
+        box.put_many([ev(i, label) for i, label in enumerate(order)])
+        assert pub.drain(20)
+        assert sorted(e["n"] for e in stored) == [i for i, label in enumerate(order) if label == "good"]
+        assert box.depth() == 0 and box.set_aside_count() == 1
+        assert box.restore() == 1 and box.depth() == 1  # kept, and can be put back in line
+    finally:
+        p.close()
+
+
+def test_a_failing_server_sets_nothing_aside_for_good(tmp_path, peer):
+    box, pub = make(tmp_path, peer.url, batch_size=4)
+    box.put_many([ev(i) for i in range(4)])
+    peer.mode = "500"
+    for _ in range(40):
+        pub.send_once()
+    assert box.depth() + box.set_aside_count() == 4 and box.set_aside_count() <= 1
+    peer.mode = "ok"
+    assert pub.drain(10) and box.restore() <= 1 and pub.drain(10)
+    assert sorted(e["n"] for e in peer.events) == [0, 1, 2, 3]
+
+
+def test_big_batches_travel_gzip_and_small_ones_plain(tmp_path, peer):
+    box, pub = make(tmp_path, peer.url, batch_size=200)
+    box.put_many([ev(i) for i in range(200)])
+    assert pub.drain(5)
+    box.put(ev(500))
+    assert pub.drain(5)
+    (_, _, big, _), (_, _, small, _) = peer.peer.requests[-2:]
+    assert big.get("content-encoding") == "gzip" and "content-encoding" not in small
+    assert sorted(e["n"] for e in peer.events) == [*range(200), 500]

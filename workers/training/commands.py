@@ -127,10 +127,15 @@ def cmd_ship(args, _load, _threads):
         if not sep or not path:
             raise SystemExit(f"--ablation wants NAME=CHECKPOINT, got {item!r}")
         ablations[name] = path
+    earlier = []
+    for card_path in args.keep_ablation or []:
+        old = json.loads(Path(card_path).read_text())
+        earlier += [{**row, "measured_for": old["version"]} for row in old.get("ablation", [])
+                    if not args.keep_row or row.get("row") in args.keep_row]
     card = ship(
         args.checkpoint, data, args.onnx, args.card, args.weights, args.val_split, args.test_split,
         tta_flip=args.flip, calibrate=not args.no_calibrate, version=args.version, notes=notes,
-        figures_dir=args.figures_dir, ablations=ablations,
+        figures_dir=args.figures_dir, ablations=ablations, earlier_rows=earlier,
         ship_command="python -m workers.training " + " ".join(shlex.quote(a) for a in args.argv),
         log=lambda s: print(s, file=sys.stderr),
     )
@@ -199,6 +204,9 @@ def add_subcommands(sub, _add_data_args, _spec_from_args, _load, _threads):
     p.add_argument("--version", default="liexnet-fer2013@2")
     p.add_argument("--ablation", action="append", metavar="NAME=CHECKPOINT",
                    help="a row of the card's ablation table (repeatable)")
+    p.add_argument("--keep-ablation", action="append", metavar="CARD",
+                   help="carry the ablation rows an earlier card measured (same splits) into this one")
+    p.add_argument("--keep-row", action="append", metavar="NAME", help="with --keep-ablation: only these rows")
     p.add_argument("--notes", default=None, help="JSON merged into the card (what was tried, and what it gave)")
     p.add_argument("--figures-dir", default=None, help="confusion matrices and reliability diagram (PNG)")
     p.set_defaults(func=lambda a: cmd_ship(a, _load, _threads))

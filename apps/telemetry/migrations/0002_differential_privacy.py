@@ -4,17 +4,21 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 
-def rollups_to_raw(apps, schema_editor):
-    """Rollups written before differential privacy hold exact counts. They become the raw
-    cells (never published), and the published tables start empty: the release step
-    publishes every device's minutes again, each with its noise, from the device's
-    enrolment on."""
-    table = lambda name: schema_editor.quote_name(apps.get_model("telemetry", name)._meta.db_table)  # noqa: E731
-    with schema_editor.connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO {table('RawMinute')} (device_id, minute, negative, neutral, positive, tracks) "
-                       f"SELECT device_id, minute, negative, neutral, positive, tracks FROM {table('MinuteRollup')}")
-        for name in ("MinuteRollup", "ZoneMinuteRollup", "SiteMinuteRollup"):
-            cursor.execute(f"DELETE FROM {table(name)}")
+def start_releases_now(apps, schema_editor):
+    """Rollups written before differential privacy hold exact counts, never bounded per
+    track, so they can neither stay published nor be released with noise calibrated to
+    the bound. They are removed, and every existing board's releases start with the next
+    minute: the history before the upgrade is no longer shown (README, "Privacy")."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    for name in ("MinuteRollup", "ZoneMinuteRollup", "SiteMinuteRollup"):
+        apps.get_model("telemetry", name).objects.all().delete()
+    start = timezone.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
+    DeviceRelease = apps.get_model("telemetry", "DeviceRelease")
+    DeviceRelease.objects.bulk_create(
+        [DeviceRelease(device_id=pk, until=start) for pk in apps.get_model("sites", "Device").objects.values_list("pk", flat=True)])
 
 
 class Migration(migrations.Migration):
@@ -128,5 +132,5 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(fields=('device', 'minute'), name='one_raw_minute_per_device')],
             },
         ),
-        migrations.RunPython(rollups_to_raw, migrations.RunPython.noop),
+        migrations.RunPython(start_releases_now, migrations.RunPython.noop),
     ]
