@@ -12,6 +12,7 @@ suspicious compression ratio is refused before a byte is inflated.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import os
@@ -164,12 +165,16 @@ def _csv_rows(zf, info, plan, required):
     except (ValueError, UnicodeDecodeError) as exc:
         plan.reject(info.filename, f"unreadable CSV ({exc})")
         return None
-    reader = dict_reader(text)  # a BOM, ';' or tabs, as spreadsheet tools write
-    missing = [c for c in required if c not in (reader.fieldnames or [])]
-    if missing:
-        plan.reject(info.filename, f"missing column(s) {', '.join(missing)}; expected {','.join(required)}")
+    try:
+        reader = dict_reader(text)  # a BOM, ';' or tabs, as spreadsheet tools write
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            plan.reject(info.filename, f"missing column(s) {', '.join(missing)}; expected {','.join(required)}")
+            return None
+        return list(reader)
+    except csv.Error as exc:  # a field over the csv module's size limit, a stray quote, …
+        plan.reject(info.filename, f"unreadable CSV ({exc})")
         return None
-    return list(reader)
 
 
 def plan_import(dataset, zf: zipfile.ZipFile) -> _Plan:

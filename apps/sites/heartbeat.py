@@ -36,6 +36,8 @@ class HeartbeatSerializer(serializers.Serializer):
         for name in value:
             if not name or len(name) > 64:
                 raise serializers.ValidationError(f"camera name {name[:80]!r} must be 1-64 characters")
+            if not name.isprintable():  # NUL and other control characters cannot be stored
+                raise serializers.ValidationError(f"camera name {name[:80]!r} must be printable text")
         return value
 
 

@@ -1,3 +1,5 @@
+import json
+
 from rest_framework import serializers
 
 from apps.accounts.access import role_of
@@ -73,6 +75,14 @@ class EnrollRequestSerializer(ScopedSerializer):
     code = serializers.CharField(max_length=32)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     hardware = serializers.DictField(required=False)
+
+    def validate_hardware(self, value):
+        text = json.dumps(value)
+        if len(text) > 4096:
+            raise serializers.ValidationError("at most 4,096 characters of JSON")
+        if "\\u0000" in text:  # PostgreSQL's jsonb cannot hold NUL
+            raise serializers.ValidationError("must not contain NUL characters")
+        return value
 
 
 class EnrollmentCodeSerializer(ScopedModelSerializer):

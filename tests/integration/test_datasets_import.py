@@ -90,6 +90,8 @@ BAD = {
     "no consent": ({"images/y.png": png(np.random.default_rng(2).integers(0, 255, (48, 48), dtype=np.uint8))},
                    [["images/y.png", "neutral", 0, "S99"]], "images/y.png", "no recorded consent"),
     "unlisted file": ({"README.txt": b"hello"}, [], "README.txt", "not listed in manifest.csv"),
+    "manifest field over the csv limit": ({}, [["x" * 200_000, "neutral", 1, "S01"]], "manifest.csv",
+                                          "unreadable CSV"),
 }
 
 

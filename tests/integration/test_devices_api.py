@@ -1,4 +1,5 @@
 """Enrollment codes, device tokens and heartbeats through the API."""
+import json
 from datetime import timedelta
 
 import pytest
@@ -97,3 +98,18 @@ def test_desired_config_is_sent_in_heartbeat_answers(tenant, tech):
     assert tech.patch(url, {"desired_config": {"detect_every": 3}}, format="json").status_code == 200
     answer = device_client(tenant.token).post("/api/v1/heartbeat/", {}, format="json").json()
     assert answer["config"] == {"detect_every": 3}
+
+
+@pytest.mark.parametrize("hardware", [{"model": "Jetson\x00"}, {"\x00": 1}, {"blob": "x" * 5000}])
+def test_hardware_that_cannot_be_stored_is_a_400_and_the_code_stays_usable(tenant, tech, hardware):
+    code = tech.post(f"/api/v1/sites/{tenant.site.id}/enrollment-codes/", {}, format="json").json()["code"]
+    res = enroll(code, hardware=hardware)
+    assert res.status_code == 400 and "hardware" in res.json()
+    assert enroll(code, hardware={"model": "Jetson Orin Nano"}).status_code == 201
+
+
+@pytest.mark.parametrize("camera", ["cam\x00", "cam\x1b[2J", "\ud800"])
+def test_camera_names_that_are_not_text_are_a_400(tenant, camera):
+    body = json.dumps({"cameras": {camera: {"status": "ok"}}})  # a lone surrogate travels as its \ud800 escape
+    res = device_client(tenant.token).post("/api/v1/heartbeat/", body, content_type="application/json")
+    assert res.status_code == 400 and "cameras" in res.json()

@@ -2,6 +2,7 @@
 missing, or no id at all — pages answer 4xx (or ignore a filter), never 5xx, and the
 answer for another organisation's id is the one for a missing id."""
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from apps.accounts.models import Role
 from apps.training.models import ModelVersion
@@ -52,3 +53,37 @@ def test_another_organisations_id_reads_as_a_missing_one(people, tenant):
         nobody = getattr(people[who], method)(url, missing)
         assert theirs.status_code == nobody.status_code, (who, url)
         assert b"depot" not in theirs.content and b"Depot" not in theirs.content
+
+
+#: Text a browser can send (no lone surrogates: a form cannot encode them): control
+#: characters, other scripts, digits with signs and dots, and long runs.
+NASTY = st.one_of(st.sampled_from(NOT_IDS), st.text(max_size=40), st.integers(-2**70, 2**70).map(str))
+QUERY_PAGES = [("officer", "/"), ("officer", "/alerts/"), ("fieldtech", "/devices/"), ("researcher", "/research/"),
+               ("officer", "/settings/audit/")]
+QUERY_KEYS = ["site", "page", "state", "label", "worker", "subject", "zone", "hours", "action", "next"]
+
+
+def test_any_query_string_on_any_page_is_never_a_server_error(people, tenant, make_user):
+    people["admin"] = page_as(make_user(tenant.org, Role.ADMIN, username="page-admin"))
+    pages = QUERY_PAGES + [("officer", f"/sites/{tenant.site.pk}/"), ("admin", "/settings/audit/"),
+                           ("admin", "/settings/tokens/"), ("officer", f"/sites/{tenant.site.pk}/alert-rules/")]
+
+    @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(page=st.sampled_from(pages), key=st.sampled_from(QUERY_KEYS), value=NASTY)
+    def check(page, key, value):
+        who, url = page
+        res = people[who].get(url, {key: value})
+        assert res.status_code < 500, (who, url, key, value, res.status_code)
+
+    check()
+
+
+def test_any_value_in_any_form_field_is_never_a_server_error(people, tenant):
+    @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(value=NASTY, which=st.integers(0, 5))
+    def check(value, which):
+        who, method, url, data = requests_with(value, people, tenant)[which]
+        res = getattr(people[who], method)(url, data)
+        assert res.status_code < 500, (who, url, data, res.status_code)
+
+    check()
