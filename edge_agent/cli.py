@@ -152,7 +152,7 @@ def cmd_simulate(args) -> int:
     try:
         summary = simulate(args.server, args.token, args.rate, args.duration, args.cameras,
                            outbox_path=args.outbox, batch_size=args.batch_size, seed=args.seed,
-                           out=lambda line: print(line, file=sys.stderr))
+                           linger_s=args.linger, out=lambda line: print(line, file=sys.stderr))
     except Exception as exc:  # noqa: BLE001 - one line for the operator
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -220,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=200)
     s.add_argument("--outbox", help="outbox file (default: a temporary one)")
     s.add_argument("--seed", type=int, default=None)
+    s.add_argument("--linger", type=float, default=1.0,
+                   help="seconds to gather events after a batch that was not full (the agent's default)")
     s.set_defaults(func=cmd_simulate)
     return p
 

@@ -91,7 +91,7 @@ def announce(session: requests.Session, server: str, cameras: list[str], timeout
 
 def simulate(server: str, token: str, rate: float, duration: float | None = None, cameras: int = 1,
              outbox_path: str | Path | None = None, batch_size: int = 200, seed: int | None = None,
-             drain_timeout: float = 60.0, out=print) -> dict:
+             drain_timeout: float = 60.0, linger_s: float = 1.0, out=print) -> dict:
     server = server.rstrip("/")
     session = requests.Session()
     session.headers.update({"Authorization": f"Device {token}", "User-Agent": USER_AGENT + " (simulator)"})
@@ -104,7 +104,7 @@ def simulate(server: str, token: str, rate: float, duration: float | None = None
     # NORMAL sync: a simulator's events are not worth an fsync each.
     outbox = Outbox(outbox_path, synchronous="NORMAL")
     publisher = Publisher(outbox, session, f"{server}/api/v1/ingest/", batch_size=batch_size,
-                          backoff_base_s=0.5, backoff_max_s=10.0, linger_s=1.0).start()
+                          backoff_base_s=0.5, backoff_max_s=10.0, linger_s=linger_s).start()
     start = time.monotonic()
     generated = 0
     tick = 0.05

@@ -5,6 +5,10 @@ ingest — several simulated agents post batches concurrently to a real uvicorn 
          events/s and p50/p99 batch latency. Bodies are encoded before the clock starts.
          Baseline in the same run: the same events written straight into PostgreSQL with
          COPY (the storage floor, no HTTP, validation or rollups).
+agent  — one simulated 4-camera board at 100 events/s through the real outbox and
+         publisher against the server's default rate budget, for 30 s: requests, 429s
+         and delivery. Baseline in the same run: the publisher without gathering
+         (`--linger 0`, how it sent before).
 trends — a site with N raw events over 30 days (default 10 million) and its rollups;
          p50/p95 latency of the site trend API over HTTP for 30 days at minute
          resolution. Baselines in the same run: the series loaded and encoded in Python,
@@ -154,6 +158,26 @@ def bench_ingest(env, agents, batch_size, seconds, workers):
     return result
 
 
+def bench_agent(env, seconds=30.0, rate=100.0):
+    """`edge_agent simulate` (real outbox and publisher) at the default rate budget."""
+    from apps.sites.enrollment import create_device_with_token
+
+    site, _ = make_site(0)
+    out = {}
+    server_env = {k: v for k, v in env.items() if k != "AFFECTWATCH_INGEST_RATE_PER_MINUTE"}
+    with web_server(server_env, WEB_WORKERS) as url:
+        for name, linger in (("gathered (linger 1 s, default)", 1.0), ("baseline: no gathering", 0.0)):
+            _, token = create_device_with_token(site, f"agent-{linger}")
+            res = subprocess.run([sys.executable, "-m", "edge_agent", "simulate", "--server", url, "--token", token,
+                                  "--rate", str(rate), "--duration", str(seconds), "--cameras", "4", "--seed", "1",
+                                  "--linger", str(linger)], capture_output=True, text=True, cwd=ROOT,
+                                 timeout=seconds + 240)
+            summary = json.loads(res.stdout.strip().splitlines()[-1])
+            out[name] = {k: summary[k] for k in ("generated", "accepted", "batches", "throttled", "left_in_outbox")}
+            out[name]["requests_per_s"] = round(summary["batches"] / seconds, 2)
+    return {"rate": rate, "cameras": 4, "seconds": seconds, "runs": out}
+
+
 def copy_baseline(site, devices, n):
     from apps.sites.models import Camera
 
@@ -265,6 +289,10 @@ def bench_trends(env, n_events, repeat, workers):
             "speedup_p50": round(baseline["p50_ms"] / api["p50_ms"], 1)}
 
 
+def _when(section) -> str:
+    return f" (measured {section['date']})" if section.get("date") else ""
+
+
 def write(results):
     OUT.mkdir(exist_ok=True)
     (OUT / "backend.json").write_text(json.dumps(results, indent=2))
@@ -281,6 +309,18 @@ def write(results):
             f"Baseline (COPY straight into PostgreSQL, same run): {i['baseline_copy_events_per_s']:,} events/s; "
             f"the API reaches {i['ratio_to_copy']:.0%} of it.\n",
         ]
+    if "agent" in results:
+        a = results["agent"]
+        lines += ["## One busy board against the rate budget
+",
+                  f"`edge_agent simulate`: {a['cameras']} cameras, {a['rate']:g} events/s, {a['seconds']:g} s, the "
+                  f"server's default budget (600 a minute, a batch costing 1 + events / 100){_when(a)}.
+",
+                  "| publisher | requests/s | 429 answers | generated | accepted | left in outbox |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {name} | {r['requests_per_s']} | {r['throttled']} | {r['generated']} | {r['accepted']} "
+                  f"| {r['left_in_outbox']} |" for name, r in a["runs"].items()]
+        lines.append("")
     if "trends" in results:
         t = results["trends"]
         lines += [
@@ -302,15 +342,23 @@ def main(argv=None):
     p.add_argument("--seconds", type=float, default=20)
     p.add_argument("--events", type=int, default=10_000_000, help="raw events for the trends benchmark")
     p.add_argument("--repeat", type=int, default=50)
-    p.add_argument("--only", choices=["ingest", "trends"])
+    p.add_argument("--only", choices=["ingest", "agent", "trends"])
     p.add_argument("--web-workers", type=int, default=WEB_WORKERS, help="uvicorn workers (default: as deployed)")
     args = p.parse_args(argv)
     env = fresh_database()
     setup_django(env)
-    results = {"machine": machine(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "web_workers": args.web_workers}
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    results = {"machine": machine(), "date": now, "web_workers": args.web_workers}
+    if args.only and (OUT / "backend.json").exists():  # one section again: keep the others, with their dates
+        previous = json.loads((OUT / "backend.json").read_text())
+        results = {**{k: v for k, v in previous.items() if isinstance(v, dict)}, **results}
+        for key in ("ingest", "agent", "trends"):
+            if key in results and key != args.only:
+                results[key].setdefault("date", previous.get("date"))
     if args.only in (None, "ingest"):
         results["ingest"] = bench_ingest(env, args.agents, args.batch_size, args.seconds, args.web_workers)
+    if args.only in (None, "agent"):
+        results["agent"] = {**bench_agent(env), "date": now}
     if args.only in (None, "trends"):
         results["trends"] = bench_trends(env, args.events, args.repeat, args.web_workers)
     results["load_average_at_end"] = round(os.getloadavg()[0], 1)

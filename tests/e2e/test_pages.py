@@ -9,22 +9,34 @@ from django.utils import timezone
 from apps.accounts.models import Role
 from apps.sites.models import Device, EnrollmentCode
 
+from tests.conftest import release_minutes
+
 from .conftest import login
 
 pytestmark = pytest.mark.browser
 
 
-def post_batch(server, token, n=5, label="negative", minutes_ago=1):
+def post_batch(server, token, people=10, per_person=60, label="negative", minutes_ago=1, first=0):
+    """`people` tracks with `per_person` detections each in one minute: a realistic
+    amount (a minute of one person is at most 60), enough to clear the server's noise
+    floor at the default ε."""
     ts = (timezone.now() - timedelta(minutes=minutes_ago)).isoformat()
-    events = [{"ts": ts, "camera": "cam0", "track": str(t), "label": label, "confidence": 0.8} for t in range(n)]
+    events = [{"ts": ts, "camera": "cam0", "track": str(first + t), "label": label, "confidence": 0.8}
+              for t in range(people) for _ in range(per_person)]
     res = requests.post(f"{server.url}/api/v1/ingest/", json={"batch_id": str(uuid.uuid4()), "events": events},
                         headers={"Authorization": f"Device {token}"}, timeout=10)
     assert res.status_code == 200, res.text
 
 
-def test_overview_shows_negative_share_and_device_health(platform_server, tenant, page, tmp_path):
-    post_batch(platform_server, tenant.token, n=3, label="negative")
-    post_batch(platform_server, tenant.token, n=3, label="neutral")
+def publish(device):
+    """The release beat would make 90 s later, now, without noise (`exact_counts`)."""
+    release_minutes(device, since=timezone.now() - timedelta(minutes=5))
+
+
+def test_overview_shows_negative_share_and_device_health(platform_server, tenant, page, tmp_path, exact_counts):
+    post_batch(platform_server, tenant.token, label="negative")
+    post_batch(platform_server, tenant.token, label="neutral", first=10)
+    publish(tenant.device)
     login(page, platform_server, tenant.officer.username)
     card = page.locator(f".site-card[data-site='{tenant.site.id}']")
     assert card.locator(".neg-share").inner_text() == "50.0%"
@@ -33,13 +45,14 @@ def test_overview_shows_negative_share_and_device_health(platform_server, tenant
     page.screenshot(path=str(tmp_path / "overview.png"), full_page=True)
 
 
-def test_site_page_draws_zones_and_heatmap_and_offers_csv(platform_server, tenant, page, tmp_path):
-    post_batch(platform_server, tenant.token, n=4)
+def test_site_page_draws_zones_and_heatmap_and_offers_csv(platform_server, tenant, page, tmp_path, exact_counts):
+    post_batch(platform_server, tenant.token, people=20)
+    publish(tenant.device)
     login(page, platform_server, tenant.officer.username)
     page.goto(f"{platform_server.url}/sites/{tenant.site.id}/")
     page.wait_for_selector("#zones .main-svg")
     page.wait_for_selector("#heatmap .main-svg")
-    page.wait_for_function("document.querySelector('#trend').dataset.points === '4'")
+    page.wait_for_function("document.querySelector('#trend').dataset.points === '1200'")
     href = page.get_attribute("#trend-csv", "href")
     assert "format=csv" in href
     csv_text = page.evaluate("async (u) => (await fetch(u)).text()", href)
