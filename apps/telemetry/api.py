@@ -5,7 +5,7 @@ from django.core.cache import cache
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.decorators import api_view, authentication_classes, permission_classes, renderer_classes
 from rest_framework.exceptions import ValidationError
@@ -34,10 +34,22 @@ class RangeQuery(serializers.Serializer):
     device = serializers.UUIDField(required=False)
 
 
+@extend_schema_field({"oneOf": [{"type": "string", "format": "date-time"}, {"type": "number"}],
+                      "description": "ISO 8601 with a UTC offset, or Unix seconds"})
+class TimestampField(serializers.Field):
+    """Documentation only: the ingest view parses events itself (`ingest.EventValidator`)."""
+
+
+@extend_schema_field({"oneOf": [{"type": "string", "minLength": 1, "maxLength": 64}, {"type": "integer"}],
+                      "description": "the track id, unique per camera: 1-64 printable characters or an integer"})
+class TrackField(serializers.Field):
+    """Documentation only, like TimestampField."""
+
+
 class EventSchema(serializers.Serializer):
-    ts = serializers.DateTimeField()
+    ts = TimestampField()
     camera = serializers.CharField()
-    track = serializers.CharField()
+    track = TrackField()
     label = serializers.ChoiceField(choices=["negative", "neutral", "positive"])
     confidence = serializers.FloatField(min_value=0, max_value=1)
 
@@ -60,7 +72,7 @@ class IngestAnswerSchema(serializers.Serializer):
 
 
 class SeriesSchema(serializers.Serializer):
-    t = serializers.ListField(child=serializers.DateTimeField())
+    t = serializers.ListField(child=serializers.IntegerField(), help_text="bucket starts, Unix seconds")
     negative = serializers.ListField(child=serializers.IntegerField(allow_null=True))
     neutral = serializers.ListField(child=serializers.IntegerField(allow_null=True))
     positive = serializers.ListField(child=serializers.IntegerField(allow_null=True))
