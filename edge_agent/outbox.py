@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_batch ON events (batch_id);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS set_aside (id INTEGER PRIMARY KEY, body TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS set_aside (id INTEGER PRIMARY KEY, body TEXT NOT NULL, reason TEXT NOT NULL,
+                                      confirmed INTEGER NOT NULL DEFAULT 1);
 """
 
 
@@ -144,30 +145,32 @@ class Outbox:
         with self._lock:
             self._db.execute("UPDATE events SET batch_id = NULL WHERE batch_id = ?", (batch_id,))
 
-    def set_aside(self, batch_id: str, reason: str) -> None:
+    def set_aside(self, batch_id: str, reason: str, confirmed: bool = True) -> None:
         """Moves a batch's events out of the sending queue, keeping them (and their order
-        ids) for inspection or `restore`."""
+        ids) for inspection or `restore`. Unconfirmed: on trial, not counted yet."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("INSERT INTO set_aside (id, body, reason) SELECT id, body, ? FROM events "
-                             "WHERE batch_id = ?", (reason[:300], batch_id))
+            self._db.execute("INSERT INTO set_aside (id, body, reason, confirmed) SELECT id, body, ?, ? FROM events "
+                             "WHERE batch_id = ?", (reason[:300], int(confirmed), batch_id))
             self._db.execute("DELETE FROM events WHERE batch_id = ?", (batch_id,))
             self._db.execute("COMMIT")
 
-    def restore(self) -> int:
-        """Puts every set-aside event back in the queue, in its old place."""
+    def restore(self, unconfirmed_only: bool = False) -> int:
+        """Puts set-aside events (all, or those on trial) back in the queue, in their old place."""
+        where = "WHERE confirmed = 0" if unconfirmed_only else ""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            n = self._db.execute("INSERT INTO events (id, body) SELECT id, body FROM set_aside").rowcount
-            self._db.execute("DELETE FROM set_aside")
+            n = self._db.execute(f"INSERT INTO events (id, body) SELECT id, body FROM set_aside {where}").rowcount
+            self._db.execute(f"DELETE FROM set_aside {where}")
             self._db.execute("COMMIT")
         if n:
             self.changed.set()
         return n
 
     def set_aside_count(self) -> int:
+        """Events set aside for good (the heartbeat's `set_aside`)."""
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM set_aside").fetchone()[0]
+            return self._db.execute("SELECT COUNT(*) FROM set_aside WHERE confirmed = 1").fetchone()[0]
 
     def discard(self, ids: list[int], counter: str = "rejected") -> None:
         with self._lock:

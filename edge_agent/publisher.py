@@ -8,11 +8,12 @@
 - 5xx, 429, 401/403 or no answer: the same batch is retried later with the same id,
   with exponential backoff and jitter (429 honours `Retry-After`).
 - a batch answered 5xx POISON_ATTEMPTS times in a row is split in halves the same way;
-  an event alone that still fails is set aside in the outbox (kept, counted in the
-  heartbeat) so the events behind it get through. If the very next attempt fails as
-  well, the server is down rather than the event bad: what was set aside goes back in
-  line and the publisher simply retries. The agent puts set-aside events back in line
-  when it starts (a fixed server may take them).
+  an event alone that still fails is set aside on trial so the events behind it get
+  through. If the very next attempt fails as well, the server is down rather than the
+  event bad: the event goes back in line and the publisher simply retries. If the next
+  one succeeds, the suspect is tried once more, alone; failing again while others get
+  through, it is set aside for good (kept in the outbox, counted in the heartbeat). The
+  agent puts set-aside events back in line when it starts (a fixed server may take them).
 """
 from __future__ import annotations
 
@@ -76,7 +77,9 @@ class Publisher:
             self.ready.set()
         self._limit = batch_size  # shrinks while a refused batch is being split
         self._failing: tuple[str, int] = ("", 0)  # (batch id, consecutive 5xx answers)
-        self._suspect = False  # an event was set aside and nothing succeeded since
+        # A poison suspect: None, "aside" (set aside on trial; nothing succeeded since) or
+        # "retrial" (back in line after others went through; failing alone again confirms it).
+        self._suspect: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
@@ -184,9 +187,9 @@ class Publisher:
 
     def _server_error(self, batch_id: str, rows, message: str) -> float:
         """A 5xx: retry; after POISON_ATTEMPTS on this batch, split it or set its one event aside."""
-        if self._suspect:  # the event after a set-aside one fails too: the server is down, not the event
-            n = self.outbox.restore()
-            self._suspect = False
+        if self._suspect == "aside":  # the next event fails too: the server is down, not the event
+            n = self.outbox.restore(unconfirmed_only=True)
+            self._suspect = None
             self.outbox.release(batch_id)
             log.warning("%s for the next event too: the server is failing, not the event; "
                         "%d set-aside event(s) back in line", message, n)
@@ -202,10 +205,11 @@ class Publisher:
             self._limit = max(1, len(rows) // 2)
             log.warning("%s, %d times for a batch of %d; splitting it", message, POISON_ATTEMPTS, len(rows))
             return 0.0
-        self.outbox.set_aside(batch_id, message)
-        self._suspect = True
-        log.error("event %s set aside after %d failures (%s); sending the ones behind it", rows[0][1],
-                  POISON_ATTEMPTS, message)
+        confirmed = self._suspect == "retrial"  # failed alone again after others got through
+        self.outbox.set_aside(batch_id, message, confirmed=confirmed)
+        self._suspect = None if confirmed else "aside"
+        log.error("event %s set aside%s after %d failures (%s); sending the ones behind it", rows[0][1],
+                  " for good" if confirmed else " on trial", POISON_ATTEMPTS, message)
         return 0.0
 
     def _accepted(self, batch_id: str, rows, r: requests.Response) -> float:
@@ -236,9 +240,13 @@ class Publisher:
         self.backoff.reset()
         self.last_error = None
         self.last_success = time.time()
-        self._suspect = False  # whatever was set aside failed alone while others get through
         if self._limit < self.batch_size:
             self._limit = min(self.batch_size, self._limit * 2)
+        if self._suspect == "aside":  # others get through: try the suspect once more, alone
+            self.outbox.restore(unconfirmed_only=True)
+            self._suspect, self._limit = "retrial", 1
+        elif self._suspect == "retrial":  # the suspect went through: it was the server
+            self._suspect = None
         return 0.0
 
     def _retry(self, message: str) -> float:
