@@ -8,7 +8,7 @@ import pytest
 import requests
 from django.utils import timezone
 
-from tests.conftest import release_minutes
+from tests.telemetry_support import release_minutes
 
 from .conftest import login
 

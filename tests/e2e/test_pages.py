@@ -9,7 +9,7 @@ from django.utils import timezone
 from apps.accounts.models import Role
 from apps.sites.models import Device, EnrollmentCode
 
-from tests.conftest import release_minutes
+from tests.telemetry_support import release_minutes
 
 from .conftest import login
 

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.telemetry.ingest import ingest
-from tests.conftest import release_minutes
+from tests.telemetry_support import release_minutes
 
 
 def released(now):

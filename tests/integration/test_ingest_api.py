@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from apps.sites.enrollment import revoke
 from apps.telemetry.models import EmotionEvent, MinuteRollup, RawMinute, RollupTrack
-from tests.conftest import release_minutes
+from tests.telemetry_support import release_minutes
 
 pytestmark = pytest.mark.django_db
 

@@ -13,6 +13,7 @@ import websockets
 from django.utils import timezone
 
 from apps.accounts.models import Role
+from tests.telemetry_support import release_minutes
 
 
 def run_async(coro):
@@ -41,8 +42,6 @@ def test_a_release_reaches_the_dashboard_within_two_seconds(platform_server, ten
     """Ingest announces nothing (a push right after a batch would say someone was seen);
     the release that publishes the minute pushes it. Twenty people, 50 detections each:
     well above the server's noise floor at the default ε (released here without noise)."""
-    from tests.conftest import release_minutes
-
     session = login_cookie(platform_server, tenant.officer.username)
     cookie = f"sessionid={session.cookies['sessionid']}"
     ws_url = platform_server.url.replace("http", "ws") + f"/ws/sites/{tenant.site.id}/"
@@ -75,8 +74,6 @@ def test_a_release_reaches_the_dashboard_within_two_seconds(platform_server, ten
 def test_one_release_of_several_boards_is_one_complete_push(platform_server, tenant, make_device, exact_counts):
     """Four boards post into the same minute; one release run publishes them all and the
     dashboard gets one push with every board's counts."""
-    from tests.conftest import release_minutes
-
     session = login_cookie(platform_server, tenant.officer.username)
     cookie = f"sessionid={session.cookies['sessionid']}"
     ws_url = platform_server.url.replace("http", "ws") + f"/ws/sites/{tenant.site.id}/"
@@ -127,8 +124,6 @@ def test_celery_worker_runs_the_retention_purge(celery_worker, tenant, settings)
     from apps.telemetry.ingest import ingest
     from apps.telemetry.models import EmotionEvent, MinuteRollup, RawMinute
     from apps.telemetry.tasks import purge_expired_events
-    from tests.conftest import release_minutes
-
     old = timezone.now() - timedelta(days=6)
     ingest(tenant.device, {"batch_id": str(uuid.uuid4()), "events": [
         {"ts": old.isoformat(), "camera": "cam0", "track": "1", "label": "neutral", "confidence": 0.5},

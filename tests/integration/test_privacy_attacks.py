@@ -30,7 +30,7 @@ from apps.sites.models import Zone
 from apps.telemetry.ingest import ingest
 from apps.telemetry.models import DeviceRelease, MinuteRollup, SiteMinuteRollup, ZoneMinuteRollup
 from apps.telemetry.privacy import discrete_laplace_variance, mechanism
-from tests.conftest import release_minutes
+from tests.telemetry_support import release_minutes
 
 pytestmark = pytest.mark.django_db
 REPEATS = 120

@@ -11,7 +11,7 @@ from apps.sites.enrollment import revoke
 from apps.telemetry.ingest import ingest
 from apps.telemetry.models import DeviceRelease, MinuteRollup, RawMinute, SiteMinuteRollup, ZoneMinuteRollup
 from apps.telemetry.release import MAX_MINUTES_PER_RUN, floor_minute, release_due
-from tests.conftest import release_minutes
+from tests.telemetry_support import release_minutes
 
 pytestmark = pytest.mark.django_db
 

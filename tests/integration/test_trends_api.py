@@ -16,7 +16,7 @@ from apps.accounts.models import AuditEvent
 from apps.telemetry.ingest import ingest
 from apps.telemetry.models import EmotionEvent, MinuteRollup, RawMinute, SiteMinuteRollup, ZoneMinuteRollup
 from apps.telemetry.trends import trend, trend_json
-from tests.conftest import release_minutes
+from tests.telemetry_support import release_minutes
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("exact_counts")]
 
