@@ -49,16 +49,15 @@ def deploy(version: ModelVersion, site, user, canary: Device | None = None) -> D
             raise RolloutError("the canary must be an enrolled board of this site")
         else:
             canary = next(d for d in devices if d.pk == canary.pk)
-        superseded = Deployment.objects.filter(site=site, status__in=Deployment.ACTIVE)
+        superseded = list(Deployment.objects.filter(site=site, status__in=Deployment.ACTIVE)
+                          .select_related("model_version"))
+        previous = {str(d.pk): _wanted_before(d, superseded) for d in devices}
         for old in superseded:
             old.status = Deployment.Status.SUPERSEDED
             old.note(f"superseded by a deployment of {version.version}")
             old.save(update_fields=["status", "events", "updated_at"])
-        dep = Deployment(
-            organisation=site.organisation, site=site, model_version=version, canary=canary, created_by=user,
-            previous={str(d.pk): {"version": d.desired_model_version, "url": d.desired_model_url,
-                                  "sha256": d.desired_model_sha256, "running": d.model_version} for d in devices},
-        )
+        dep = Deployment(organisation=site.organisation, site=site, model_version=version, canary=canary,
+                         created_by=user, previous=previous)
         dep.note(f"canary {canary.name} asked to run {version.version}")
         dep.save()
         _desire(canary, version)
@@ -67,6 +66,18 @@ def deploy(version: ModelVersion, site, user, canary: Device | None = None) -> D
         if canary.model_version == version.version:  # already runs it
             _advance(dep, canary)
     return dep
+
+
+def _wanted_before(device: Device, superseded) -> dict:
+    """What a roll-back of a new deployment returns `device` to: what it was asked to run
+    before any roll-out still in progress (a superseded one's change is undone too, so a
+    roll-back never leaves a board wanting the version it rolls back)."""
+    for old in superseded:
+        earlier = old.previous.get(str(device.pk))
+        if earlier is not None and device.desired_model_version == old.model_version.version:
+            return earlier
+    return {"version": device.desired_model_version, "url": device.desired_model_url,
+            "sha256": device.desired_model_sha256, "running": device.model_version}
 
 
 def _advance(dep: Deployment, device: Device):

@@ -153,6 +153,21 @@ def test_canary_first_then_the_rest_then_rollback(world):
     assert set(Device.objects.filter(site=tenant.site).values_list("desired_model_version", flat=True)) != {"acme-itch@1"}
 
 
+def test_rolling_back_after_a_superseded_deployment_leaves_no_board_wanting_the_version(world):
+    """Deploy with canary A, deploy the same version again with canary B (the first is
+    superseded), roll back: neither board still asks for the version."""
+    tenant, mv, boards = world["tenant"], world["mv"], world["boards"]
+    client = api(world["users"]["researcher"])
+    first = client.post(f"/api/v1/model-versions/{mv.id}/deploy/", {"site": tenant.site.id, "canary": str(boards[1].pk)})
+    second = client.post(f"/api/v1/model-versions/{mv.id}/deploy/", {"site": tenant.site.id, "canary": str(boards[2].pk)})
+    assert Deployment.objects.get(pk=first.json()["id"]).status == "superseded"
+    assert client.post(f"/api/v1/deployments/{second.json()['id']}/rollback/").status_code == 200
+    after = set(Device.objects.filter(site=tenant.site).values_list("desired_model_version", flat=True))
+    assert mv.version not in after  # each board is back to what it ran before either deployment
+    devices = client.get("/api/v1/devices/", {"site": tenant.site.id}).json()["results"]
+    assert all(d["desired_model_version"] != mv.version for d in devices)
+
+
 def test_rollback_returns_boards_to_the_shipped_model(world, shipped):
     tenant, mv = world["tenant"], world["mv"]
     client = api(world["users"]["researcher"])
