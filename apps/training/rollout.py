@@ -49,6 +49,10 @@ def deploy(version: ModelVersion, site, user, canary: Device | None = None) -> D
             raise RolloutError("the canary must be an enrolled board of this site")
         else:
             canary = next(d for d in devices if d.pk == canary.pk)
+            if not canary.online:
+                seen = canary.last_seen_at.strftime("%Y-%m-%d %H:%M UTC") if canary.last_seen_at else "never"
+                raise RolloutError(f"the canary {canary.name} is offline (last heartbeat: {seen}); "
+                                   "choose an online board, or let Affectwatch pick one")
         superseded = list(Deployment.objects.filter(site=site, status__in=Deployment.ACTIVE)
                           .select_related("model_version"))
         previous = {str(d.pk): _wanted_before(d, superseded) for d in devices}

@@ -3,6 +3,7 @@ roll-out through heartbeats, roll-back, and which files a device may download.""
 import hashlib
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.accounts.models import Role
@@ -49,6 +50,9 @@ def world(tenant, make_org, make_site, make_user, make_device, tmp_path, setting
     job = FineTuneJob.objects.create(organisation=tenant.org, dataset=ds, params={}, status="succeeded",
                                      model_version=mv)
     boards = [tenant.device] + [make_device(tenant.site, f"board-{i}")[0] for i in (2, 3)]
+    Device.objects.filter(pk__in=[b.pk for b in boards]).update(online=True, last_seen_at=timezone.now())
+    for b in boards:
+        b.refresh_from_db()
     rival = make_org("rival")
     rival_site = make_site(rival, "depot")
     rival_device, rival_token = make_device(rival_site, "rival-board")
@@ -166,6 +170,15 @@ def test_rolling_back_after_a_superseded_deployment_leaves_no_board_wanting_the_
     assert mv.version not in after  # each board is back to what it ran before either deployment
     devices = client.get("/api/v1/devices/", {"site": tenant.site.id}).json()["results"]
     assert all(d["desired_model_version"] != mv.version for d in devices)
+
+
+def test_an_offline_canary_is_refused_with_the_reason(world):
+    tenant, mv, boards = world["tenant"], world["mv"], world["boards"]
+    Device.objects.filter(pk=boards[2].pk).update(online=False)
+    res = api(world["users"]["researcher"]).post(f"/api/v1/model-versions/{mv.id}/deploy/",
+                                                 {"site": tenant.site.id, "canary": str(boards[2].pk)})
+    assert res.status_code == 400 and "offline" in str(res.json())
+    assert not Deployment.objects.exists()
 
 
 def test_rollback_returns_boards_to_the_shipped_model(world, shipped):
