@@ -22,6 +22,9 @@ def test_researcher_zip_to_deployed_model(platform_server, celery_worker, tenant
     shots = Path(os.environ.get("AFFECTWATCH_SCREENSHOTS", tmp_path))
     researcher = make_user(tenant.org, Role.RESEARCHER, all_sites=True)
     second, second_token = make_device(tenant.site, "board-2")
+    for token in (tenant.token, second_token):  # both boards are up: they heartbeat, as boards do
+        requests.post(f"{platform_server.url}/api/v1/heartbeat/", json={}, timeout=10,
+                      headers={"Authorization": f"Device {token}"}).raise_for_status()
     zip_path = tmp_path / "itch-pilot.zip"
     zip_path.write_bytes(itch_zip(n=60, subjects=10, workers=5))
     try:
