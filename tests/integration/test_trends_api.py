@@ -58,7 +58,8 @@ def test_trend_columns_and_k_anonymity(tenant, officer_client, settings):
     send(tenant.device, now - timedelta(minutes=10), [1, 2])  # 2 people: hidden
     send(tenant.device, now - timedelta(minutes=9), [1, 2, 3], label="positive")
     release_minutes(tenant.device)
-    res = officer_client.get(f"/api/v1/sites/{tenant.site.id}/trend/", {"hours": 1})
+    res = officer_client.get(f"/api/v1/sites/{tenant.site.id}/trend/", {
+        "since": (now - timedelta(minutes=59)).isoformat(), "until": (now + timedelta(minutes=1)).isoformat()})
     assert res.status_code == 200
     body = res.json()
     assert body["bucket"] == "minute" and body["k_anonymity"] == 3
@@ -119,13 +120,14 @@ def test_csv_export_matches_the_chart_and_is_audited(tenant, officer_client):
     now = timezone.now().replace(second=0, microsecond=0)
     send(tenant.device, now - timedelta(minutes=3), [1, 2, 3, 4])
     release_minutes(tenant.device)
-    res = officer_client.get(f"/api/v1/sites/{tenant.site.id}/trend/", {"hours": 1, "format": "csv"})
+    hour = {"since": (now - timedelta(minutes=59)).isoformat(), "until": (now + timedelta(minutes=1)).isoformat()}
+    res = officer_client.get(f"/api/v1/sites/{tenant.site.id}/trend/", {**hour, "format": "csv"})
     assert res.status_code == 200 and res["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(res.content.decode())))
     assert rows[0] == ["t", "negative", "neutral", "positive", "tracks", "suppressed"]
     row = next(r for r in rows[1:] if r[0] == (now - timedelta(minutes=3)).isoformat())
     assert row[1:] == ["4", "0", "0", "4", "False"]
-    chart = officer_client.get(f"/api/v1/sites/{tenant.site.id}/trend/", {"hours": 1}).json()["series"]
+    chart = officer_client.get(f"/api/v1/sites/{tenant.site.id}/trend/", hour).json()["series"]
     assert len(rows) - 1 == len(chart["t"]) == 60
     assert AuditEvent.objects.filter(action="data.export", details__what="trend").exists()
 
