@@ -202,6 +202,13 @@ def test_ship_writes_onnx_card_and_a_checkpoint_fine_tuning_can_start_from(tmp_p
     assert (tmp_path / "fig" / "reliability-privatetest.png").stat().st_size > 0
     base = load_base(tmp_path / "m.pt")
     assert base.arch == "liexnet" and base.state_dict is not None
+    # A later ship keeps the rows this card measured (their checkpoints may be gone by then).
+    cli(["ship", "--data", str(data), "--cache-dir", str(tmp_path / "c"), "--checkpoint", str(run),
+         "--onnx", str(tmp_path / "m2.onnx"), "--card", str(tmp_path / "m2.json"), "--version", "tiny@2",
+         "--keep-ablation", str(tmp_path / "m.json"), "--keep-row", "plain"])
+    rows = json.loads((tmp_path / "m2.json").read_text())["ablation"]
+    assert rows[0] == {**card["ablation"][0], "measured_for": card["version"]}
+    assert [r["row"] for r in rows[1:]] == [r["row"] for r in card["ablation"][1:]]  # measured anew
 
 
 SHIPPED = __import__("pathlib").Path(__file__).resolve().parents[2] / "edge_agent" / "models" / "liexnet-fer2013.onnx"

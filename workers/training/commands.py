@@ -130,7 +130,8 @@ def cmd_ship(args, _load, _threads):
     earlier = []
     for card_path in args.keep_ablation or []:
         old = json.loads(Path(card_path).read_text())
-        earlier += [{**row, "measured_for": old["version"]} for row in old.get("ablation", [])
+        earlier += [{**row, "row": row["row"].replace("(shipped)", f"(shipped as {old['version']})"),
+                     "measured_for": old["version"]} for row in old.get("ablation", [])
                     if not args.keep_row or row.get("row") in args.keep_row]
     card = ship(
         args.checkpoint, data, args.onnx, args.card, args.weights, args.val_split, args.test_split,
