@@ -303,7 +303,7 @@ def write(results):
         i = results["ingest"]
         lines += [
             "## Ingest\n",
-            f"{i['agents']} concurrent agents, {i['batch_size']} events per batch, {i['seconds']} s: "
+            f"{i['agents']} concurrent agents, {i['batch_size']} events per batch, {i['seconds']} s{_when(i)}: "
             f"**{i['events_per_s']:,} events/s**, batch latency p50 {i['batch_latency_ms']['p50']} ms, "
             f"p99 {i['batch_latency_ms']['p99']} ms, {i['errors']} errors.",
             f"Baseline (COPY straight into PostgreSQL, same run): {i['baseline_copy_events_per_s']:,} events/s; "
@@ -323,7 +323,7 @@ def write(results):
         t = results["trends"]
         lines += [
             "## Site trend, 30 days at minute resolution\n",
-            f"{t['raw_events']:,} raw events; {t['points']:,} points returned. API p50 {t['api']['p50_ms']} ms, "
+            f"{t['raw_events']:,} raw events{_when(t)}; {t['points']:,} points returned. API p50 {t['api']['p50_ms']} ms, "
             f"**p95 {t['api']['p95_ms']} ms** over HTTP (JSON built by PostgreSQL). Baselines in the same run: the "
             f"same series loaded into Python and encoded there, p50 {t['baseline_python_columns']['p50_ms']} ms, "
             f"p95 {t['baseline_python_columns']['p95_ms']} ms (without HTTP); from raw events, "
@@ -354,11 +354,12 @@ def main(argv=None):
             if key in results and key != args.only:
                 results[key].setdefault("date", previous.get("date"))
     if args.only in (None, "ingest"):
-        results["ingest"] = bench_ingest(env, args.agents, args.batch_size, args.seconds, args.web_workers)
+        results["ingest"] = {**bench_ingest(env, args.agents, args.batch_size, args.seconds, args.web_workers),
+                             "date": now}
     if args.only in (None, "agent"):
         results["agent"] = {**bench_agent(env), "date": now}
     if args.only in (None, "trends"):
-        results["trends"] = bench_trends(env, args.events, args.repeat, args.web_workers)
+        results["trends"] = {**bench_trends(env, args.events, args.repeat, args.web_workers), "date": now}
     results["load_average_at_end"] = round(os.getloadavg()[0], 1)
     write(results)
 
