@@ -14,7 +14,6 @@ number is post-processing of the noisy cells (see `privacy.py`)."""
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -46,7 +45,7 @@ def release_due(now: datetime | None = None) -> dict:
     after a crash (a device's cells and its mark move in one transaction)."""
     now = now or timezone.now()
     horizon = floor_minute(now - settings.AFFECTWATCH["RELEASE_DELAY"])
-    released = defaultdict(list)  # site → [first, last] minute released
+    spans = {}  # site → (first minute released, end of the last)
     stats = {"devices": 0, "cells": 0}
     catch_up = settings.AFFECTWATCH["RELEASE_CATCH_UP"]
     devices = Device.objects.filter(revoked_at__isnull=True, last_seen_at__isnull=False).only(
@@ -72,9 +71,9 @@ def release_due(now: datetime | None = None) -> dict:
             continue
         stats["devices"] += 1
         stats["cells"] += n
-        span = released[device.site_id]
-        released[device.site_id] = [min(span[0], start) if span else start, max(span[1], end) if span else end]
-    for site_id, (first, end) in released.items():
+        first, last = spans.get(device.site_id, (start, end))
+        spans[device.site_id] = (min(first, start), max(last, end))
+    for site_id, (first, end) in spans.items():
         publish_minutes(site_id, first, end - MINUTE)
     return stats
 
