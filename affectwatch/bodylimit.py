@@ -57,6 +57,8 @@ class BodyLimit:
                 return await refuse(scope, send, 413, f"body of {size} bytes exceeds the {limit} byte limit")
             if encoding == b"identity":
                 return await self.app(scope, receive, send)
+        elif b"transfer-encoding" not in named:  # no body at all (a GET, most likely)
+            return await self.app(scope, receive, send)
         body, more = bytearray(), True
         while more:
             message = await receive()
