@@ -52,7 +52,8 @@ def macro_f1(y_true, y_pred, num_classes: int) -> float:
 
 
 def evaluate_logits(y_true, logits, classes, valence_map=None) -> dict:
-    """Metrics of logits (N, C) against integer labels (N,): accuracy, macro-F1, MCC,
+    """Metrics of logits (N, C) against integer labels (N,): accuracy, balanced accuracy
+    (sklearn's definition: mean recall over the classes present), macro-F1, MCC,
     per-class precision / recall / F1, one-vs-rest AUC, Pearson r and Wilcoxon p,
     ECE (15 bins) and NLL of softmax(logits), and 3-class figures under
     `edge_agent.labels.decide` when every class has a valence."""
@@ -73,6 +74,8 @@ def evaluate_logits(y_true, logits, classes, valence_map=None) -> dict:
         "n": int(len(y_true)),
         "classes": classes,
         "accuracy": float((y_pred == y_true).mean()),
+        # mean recall over the classes present: 1/k for any constant or random answer
+        "balanced_accuracy": float(r[np.isin(labels, y_true)].mean()) if len(y_true) else 0.0,
         "macro_f1": macro_f1(y_true, y_pred, k),
         "ece": expected_calibration_error(prob, y_true),
         "nll": negative_log_likelihood(prob, y_true),

@@ -66,8 +66,9 @@ class FinetuneParams:
     seed: int = 0
     split: str = "holdout"  # holdout (the paper's 60 / 40 by subject) | kfold
     test_fraction: float = 0.4
+    val_fraction: float = 0.25  # of each training side's subjects, for every choice
     folds: int = 5
-    select: str = "accuracy"  # which metric picks the w of a sweep: accuracy | negative_recall | auc
+    select: str = "accuracy"  # the validation metric that picks the w of a sweep: accuracy | negative_recall | auc
     augment: bool = True
 
     def train_config(self) -> TrainConfig:
@@ -87,28 +88,74 @@ def sample_weights(is_worker, w: float) -> np.ndarray:
 
 # --- splits by subject ----------------------------------------------------------------
 
+@dataclass(frozen=True)
+class SubjectSplit:
+    """Indices of one split; no subject is on two sides. Training fits the weights,
+    validation picks the epoch, w and the quality gate's verdict, test is scored once for
+    the chosen model."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def _carve_validation(idx: np.ndarray, subjects: np.ndarray, labels: np.ndarray, fraction: float,
+                      seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) from the training side `idx`: `fraction` of its subjects (at
+    least one, at most all but one) hold out for validation."""
+    from sklearn.model_selection import GroupShuffleSplit
+
+    groups = subjects[idx]
+    n = len(np.unique(groups))
+    if n < 2:
+        raise FinetuneError("the training side has one subject; validation subjects are carved from it, "
+                            "so the data set needs more subjects (or a smaller test fraction)")
+    n_val = min(n - 1, max(1, round(fraction * n)))
+    gss = GroupShuffleSplit(n_splits=1, test_size=n_val, random_state=seed)
+    tr, va = next(gss.split(idx, labels[idx], groups=groups))
+    return idx[tr], idx[va]
+
+
 def subject_splits(subjects, labels, mode: str = "holdout", test_fraction: float = 0.4, folds: int = 5,
-                   seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train index, test index) pairs in which no subject is on both sides.
+                   seed: int = 0, val_fraction: float = 0.25) -> list[SubjectSplit]:
+    """Train / validation / test splits in which no subject is on two sides.
 
     holdout: one split with `test_fraction` of the subjects on the test side;
-    kfold: every subject is tested exactly once (label-stratified where it can be)."""
+    kfold: every subject is tested exactly once (label-stratified where it can be).
+    Either way `val_fraction` of each training side's subjects become its validation
+    subjects, so every choice is made inside the fold (Varma & Simon 2006, nested
+    cross-validation). Raises FinetuneError when there are too few subjects."""
     from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
     subjects = np.asarray(subjects).astype(str)
     labels = np.asarray(labels)
     n_subjects = len(np.unique(subjects))
     if mode == "holdout":
-        if n_subjects < 2:
-            raise FinetuneError("a subject-wise split needs at least 2 subjects")
+        if n_subjects < 3:
+            raise FinetuneError("a train / validation / test split by subject needs at least 3 subjects")
         gss = GroupShuffleSplit(n_splits=1, test_size=test_fraction, random_state=seed)
-        return [tuple(map(np.asarray, next(gss.split(subjects, labels, groups=subjects))))]
-    if mode == "kfold":
-        if n_subjects < folds:
-            raise FinetuneError(f"{folds}-fold cross-validation needs at least {folds} subjects, the data set has {n_subjects}")
+        pairs = [next(gss.split(subjects, labels, groups=subjects))]
+    elif mode == "kfold":
+        if n_subjects < folds + 1:
+            raise FinetuneError(f"{folds}-fold cross-validation with validation subjects needs at least "
+                                f"{folds + 1} subjects, the data set has {n_subjects}")
         sgkf = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-        return [(np.asarray(tr), np.asarray(te)) for tr, te in sgkf.split(subjects, labels, groups=subjects)]
-    raise FinetuneError(f"unknown split {mode!r}; choose holdout or kfold")
+        pairs = list(sgkf.split(subjects, labels, groups=subjects))
+    else:
+        raise FinetuneError(f"unknown split {mode!r}; choose holdout or kfold")
+    out = []
+    for tr, te in pairs:
+        tr, va = _carve_validation(np.asarray(tr), subjects, labels, val_fraction, seed)
+        out.append(SubjectSplit(np.sort(tr), np.sort(va), np.asarray(te)))
+    return out
+
+
+def final_split(subjects, labels, val_fraction: float = 0.25, seed: int = 0) -> SubjectSplit:
+    """Every image for the model registered after k-fold cross-validation: validation
+    subjects (for the epoch) carved from all of them, nothing left to test."""
+    subjects = np.asarray(subjects).astype(str)
+    tr, va = _carve_validation(np.arange(len(subjects)), subjects, np.asarray(labels), val_fraction, seed)
+    return SubjectSplit(np.sort(tr), np.sort(va), np.array([], dtype=np.int64))
 
 
 # --- the base model -------------------------------------------------------------------
@@ -219,13 +266,15 @@ def score(y_true: np.ndarray, logits: np.ndarray, roc_points: int = 60) -> dict:
     return res
 
 
-def _fold_row(fold: int, res: dict, n_train: int, base: dict | None) -> dict:
+def _fold_row(fold: int, res: dict, n_train: int, base: dict | None, best_epoch: int | None = None) -> dict:
     return {
-        "fold": fold, "n_train": n_train, "n_test": res["n"], "accuracy": res["accuracy"],
-        "negative_recall": res["negative_recall"], "auc": res["auc_ovr_macro"], "macro_f1": res["macro_f1"],
-        "pearson_r": res["pearson_r"], "wilcoxon_p": res["wilcoxon_p"],
+        "fold": fold, "n_train": n_train, "n": res["n"], "accuracy": res["accuracy"],
+        "balanced_accuracy": res["balanced_accuracy"], "negative_recall": res["negative_recall"],
+        "auc": res["auc_ovr_macro"], "macro_f1": res["macro_f1"],
+        "pearson_r": res["pearson_r"], "wilcoxon_p": res["wilcoxon_p"], "best_epoch": best_epoch,
         "base_accuracy": base["accuracy"] if base else None,
         "base_negative_recall": base["negative_recall"] if base else None,
+        "base_auc": base["auc_ovr_macro"] if base else None,
     }
 
 
@@ -234,20 +283,67 @@ def _mean(rows, key):
     return float(np.mean(vals)) if vals else None
 
 
+def _summarise(rows: list[dict], true: list[np.ndarray], logits: list[np.ndarray]) -> dict:
+    """Means over folds of the per-fold rows, and the pooled confusion matrix / ROC."""
+    pooled = score(np.concatenate(true), np.concatenate(logits))
+    return {
+        "folds": rows, **{k: _mean(rows, k) for k in
+                          ("accuracy", "balanced_accuracy", "negative_recall", "auc", "macro_f1", "pearson_r")},
+        "accuracy_std": float(np.std([r["accuracy"] for r in rows], ddof=1)) if len(rows) > 1 else 0.0,
+        "confusion_matrix": pooled["confusion_matrix"], "roc": pooled["roc"], "auc_per_class": pooled["auc_ovr"],
+        "per_class": pooled["per_class"],
+    }
+
+
+def _base_summary(rows: list[dict]) -> dict:
+    return {"accuracy": _mean(rows, "accuracy"), "balanced_accuracy": _mean(rows, "balanced_accuracy"),
+            "negative_recall": _mean(rows, "negative_recall"), "auc": _mean(rows, "auc_ovr_macro")}
+
+
+# --- the quality gate -----------------------------------------------------------------
+
+# Balanced accuracy (mean per-class recall) is 1/3 for any constant or random 3-class
+# answer, and a macro one-vs-rest AUC of 0.5 is a ranking no better than chance; a model
+# within these margins of either learned nothing the validation subjects can see.
+CHANCE_BALANCED_ACCURACY = 1 / 3 + 0.05
+CHANCE_AUC = 0.55
+
+
+def quality_gate(validation: dict, base_validation: dict | None, select: str) -> list[str]:
+    """Why a fine-tuned model must not be used, judged on its validation subjects only:
+    at chance (balanced accuracy or macro AUC), or below the base model on the metric
+    that selected it. [] when it passes. validation / base_validation: `_summarise` /
+    `_base_summary` dicts."""
+    reasons = []
+    bal = validation.get("balanced_accuracy")
+    if bal is not None and bal <= CHANCE_BALANCED_ACCURACY:
+        reasons.append(f"validation balanced accuracy {bal:.3f} is at chance (1/3 for three classes)")
+    auc = validation.get("auc")
+    if auc is not None and auc <= CHANCE_AUC:
+        reasons.append(f"validation AUC {auc:.3f} is at chance (0.5)")
+    key = SELECT_KEYS[select]
+    mine, theirs = validation.get(key), (base_validation or {}).get(key)
+    if mine is not None and theirs is not None and mine < theirs:
+        reasons.append(f"validation {key.replace('_', ' ')} {mine:.3f} is below the base model's {theirs:.3f}")
+    return reasons
+
+
 # --- the job --------------------------------------------------------------------------
 
 @dataclass
 class FinetuneResult:
-    runs: list[dict]  # one per w: mean metrics, per-fold rows, pooled scoring of the test sides
-    best_w: float
-    model: nn.Module  # trained with best_w; on all data when the split was k-fold
-    base: dict  # the base model on the same test sides
+    runs: list[dict]  # one per w, on the validation subjects: means, per-fold rows, pooled scoring
+    best_w: float  # chosen on validation
+    test: dict  # the chosen w's models scored once on the test subjects
+    model: nn.Module  # trained with best_w; on all subjects but validation ones when k-fold
+    base: dict  # {"validation": ..., "test": ..., "source": ...}: the base model on the same sides
     splits: list[dict]  # subjects per side, per fold
+    rejected: list[str]  # the quality gate's reasons; [] when the model passed
     seconds: float
 
     def summary(self) -> dict:
-        return {"best_w": self.best_w, "runs": self.runs, "base": self.base, "splits": self.splits,
-                "seconds": round(self.seconds, 2)}
+        return {"best_w": self.best_w, "runs": self.runs, "test": self.test, "base": self.base,
+                "splits": self.splits, "rejected": self.rejected, "seconds": round(self.seconds, 2)}
 
 
 SELECT_KEYS = {"accuracy": "accuracy", "negative_recall": "negative_recall", "auc": "auc"}
@@ -268,8 +364,10 @@ def finetune(
     """Fine-tune `base` for every w of `params.worker_weights` and every fold.
 
     images: uint8 NHWC (`to_model_pixels` output for base.spec); labels: indices into
-    VALENCE_CLASSES. The test side of a split is only scored, never used to pick an
-    epoch: the last epoch's weights are what is measured and registered.
+    VALENCE_CLASSES. Each fold's validation subjects pick the epoch (the weights of the
+    best validation epoch are kept) and, averaged over folds, the w of a sweep and the
+    quality gate's verdict. The test subjects are scored once, for the chosen w only.
+    Raises FinetuneError (too few images or subjects) and Cancelled.
     """
     t0 = time.time()
     labels = np.asarray(labels, dtype=np.int64)
@@ -277,7 +375,8 @@ def finetune(
     is_worker = np.asarray(is_worker, dtype=bool)
     if len(labels) < 4:
         raise FinetuneError("need at least 4 images")
-    splits = subject_splits(subjects, labels, params.split, params.test_fraction, params.folds, params.seed)
+    splits = subject_splits(subjects, labels, params.split, params.test_fraction, params.folds, params.seed,
+                            params.val_fraction)
     spec = base.spec
     cfg = params.train_config()
     weights = [float(w) for w in params.worker_weights]
@@ -286,18 +385,16 @@ def finetune(
     run_no = 0
     stop = should_stop or (lambda: False)
 
-    # The base model on each test side, grouped to valence: the bar to clear.
+    # The base model on each validation and test side, grouped to valence: the bar to clear.
     base_model = base.build().eval()
-    base_rows = []
-    for tr, te in splits:
-        bl = valence_logits(predict_logits(base_model, images[te], spec), base.classes)
-        base_rows.append(score(labels[te], bl))
-    base_summary = {
-        "accuracy": _mean(base_rows, "accuracy"), "negative_recall": _mean(base_rows, "negative_recall"),
-        "auc": _mean([{"auc": r["auc_ovr_macro"]} for r in base_rows], "auc"), "source": base.source,
-    }
 
-    def train_one(tr, w, fold_label, te=None):
+    def base_scores(idx):
+        return score(labels[idx], valence_logits(predict_logits(base_model, images[idx], spec), base.classes))
+
+    base_val = [base_scores(sp.val) for sp in splits]
+    base_test = [base_scores(sp.test) for sp in splits]
+
+    def train_one(split: SubjectSplit, w, fold_label):
         nonlocal run_no
         run_no += 1
         torch.manual_seed(params.seed)
@@ -307,56 +404,62 @@ def finetune(
             if on_progress:
                 on_progress({
                     "run": run_no, "runs": total_runs, "w": w, "fold": fold_label, "epoch": m.epoch,
-                    "epochs": cfg.epochs, "loss": m.train_loss, "train_accuracy": m.train_accuracy,
-                    "test_loss": m.val_loss, "test_accuracy": m.val_accuracy, "seconds": m.seconds,
+                    "epochs": cfg.epochs, "loss": m.train_loss, "train_ce": m.train_ce,
+                    "train_accuracy": m.train_accuracy, "val_loss": m.val_loss, "val_accuracy": m.val_accuracy,
+                    "seconds": m.seconds,
                 })
 
         res = fit(
-            model, images[tr], labels[tr], images[te] if te is not None else None, labels[te] if te is not None else None,
-            spec=spec, config=cfg, num_classes=len(VALENCE_CLASSES), sample_weight=sample_weights(is_worker[tr], w),
-            on_epoch=on_epoch, should_stop=stop, progress=False, log=log_fn,
+            model, images[split.train], labels[split.train], images[split.val], labels[split.val],
+            spec=spec, config=cfg, num_classes=len(VALENCE_CLASSES),
+            sample_weight=sample_weights(is_worker[split.train], w),
+            on_epoch=on_epoch, should_stop=stop, progress=False, restore_best=True, log=log_fn,
         )
         if res.cancelled or stop():
             raise Cancelled()
-        return model, res
+        return model.eval(), res.best_epoch
 
     runs, models = [], {}
     for w in weights:
-        rows, pooled_true, pooled_logits = [], [], []
-        for k, (tr, te) in enumerate(splits, start=1):
-            model, _ = train_one(tr, w, k, te)
-            logits = predict_logits(model, images[te], spec)
-            res = score(labels[te], logits)
-            rows.append(_fold_row(k, res, len(tr), base_rows[k - 1]))
-            pooled_true.append(labels[te])
-            pooled_logits.append(logits)
-            if not final_retrain:
-                models[w] = model
-        pooled = score(np.concatenate(pooled_true), np.concatenate(pooled_logits))
-        runs.append({
-            "w": w, "folds": rows,
-            "accuracy": _mean(rows, "accuracy"), "negative_recall": _mean(rows, "negative_recall"),
-            "auc": _mean(rows, "auc"), "macro_f1": _mean(rows, "macro_f1"), "pearson_r": _mean(rows, "pearson_r"),
-            "accuracy_std": float(np.std([r["accuracy"] for r in rows], ddof=1)) if len(rows) > 1 else 0.0,
-            "confusion_matrix": pooled["confusion_matrix"], "roc": pooled["roc"], "auc_per_class": pooled["auc_ovr"],
-            "per_class": pooled["per_class"],
-        })
-        log_fn(f"w={w}: accuracy {runs[-1]['accuracy']:.4f}, negative recall {runs[-1]['negative_recall']:.4f}")
+        rows, true, pooled = [], [], []
+        for k, sp in enumerate(splits, start=1):
+            model, best_epoch = train_one(sp, w, k)
+            models[w, k] = model
+            logits = predict_logits(model, images[sp.val], spec)
+            rows.append(_fold_row(k, score(labels[sp.val], logits), len(sp.train), base_val[k - 1], best_epoch))
+            true.append(labels[sp.val])
+            pooled.append(logits)
+        runs.append({"w": w, **_summarise(rows, true, pooled)})
+        log_fn(f"w={w}: validation accuracy {runs[-1]['accuracy']:.4f}, "
+               f"negative recall {runs[-1]['negative_recall']:.4f}")
 
     key = SELECT_KEYS[params.select]
     best = max(runs, key=lambda r: (r[key] if r[key] is not None else -1, -abs(r["w"] - 1)))
     best_w = best["w"]
-    if final_retrain:
-        model, _ = train_one(np.arange(len(labels)), best_w, "all")
-    else:
-        model = models[best_w]
+    rows, true, pooled = [], [], []
+    for k, sp in enumerate(splits, start=1):  # the only time the test subjects are looked at
+        logits = predict_logits(models[best_w, k], images[sp.test], spec)
+        rows.append(_fold_row(k, score(labels[sp.test], logits), len(sp.train), base_test[k - 1]))
+        true.append(labels[sp.test])
+        pooled.append(logits)
+    test = {"w": best_w, **_summarise(rows, true, pooled)}
+    base_summary = {"validation": _base_summary(base_val), "test": _base_summary(base_test), "source": base.source}
+    rejected = quality_gate(best, base_summary["validation"], params.select)
     split_info = [
-        {"fold": k, "train_subjects": sorted({str(x) for x in subjects[tr]}),
-         "test_subjects": sorted({str(x) for x in subjects[te]}),
-         "n_train": int(len(tr)), "n_test": int(len(te))}
-        for k, (tr, te) in enumerate(splits, start=1)
+        {"fold": k, "train_subjects": sorted(set(subjects[sp.train])), "val_subjects": sorted(set(subjects[sp.val])),
+         "test_subjects": sorted(set(subjects[sp.test])),
+         "n_train": int(len(sp.train)), "n_val": int(len(sp.val)), "n_test": int(len(sp.test))}
+        for k, sp in enumerate(splits, start=1)
     ]
-    return FinetuneResult(runs, best_w, model.eval(), base_summary, split_info, time.time() - t0)
+    if final_retrain:
+        sp = final_split(subjects, labels, params.val_fraction, params.seed)
+        model, _ = train_one(sp, best_w, "all")
+        split_info.append({"fold": "all", "train_subjects": sorted(set(subjects[sp.train])),
+                           "val_subjects": sorted(set(subjects[sp.val])), "test_subjects": [],
+                           "n_train": int(len(sp.train)), "n_val": int(len(sp.val)), "n_test": 0})
+    else:
+        model = models[best_w, 1]
+    return FinetuneResult(runs, best_w, test, model, base_summary, split_info, rejected, time.time() - t0)
 
 
 def save_weights(model: nn.Module, path, base: BaseModel, params: FinetuneParams, meta: dict) -> Path:

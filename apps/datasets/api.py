@@ -1,4 +1,3 @@
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.http import FileResponse
 from django.utils import timezone
@@ -12,16 +11,9 @@ from rest_framework.response import Response
 from apps.accounts.access import audit, organisation_of
 
 from . import importer
+from .services import delete_samples, withdraw_consent
 from .access import Researchers, datasets_of, samples_of, subjects_of
 from .serializers import DatasetImportSerializer, DatasetSerializer, SampleSerializer, SubjectSerializer
-
-
-def delete_samples(samples):
-    """Rows and their image files."""
-    names = list(samples.values_list("image", flat=True))
-    samples.delete()
-    for name in names:
-        transaction.on_commit(lambda n=name: default_storage.delete(n))
 
 
 class ImportUploadSerializer(serializers.Serializer):
@@ -66,10 +58,10 @@ class DatasetViewSet(viewsets.ModelViewSet):
 
     @extend_schema(parameters=[
         OpenApiParameter("mode", str, enum=["holdout", "kfold"]), OpenApiParameter("test_fraction", float),
-        OpenApiParameter("folds", int), OpenApiParameter("seed", int)])
+        OpenApiParameter("folds", int), OpenApiParameter("seed", int), OpenApiParameter("val_fraction", float)])
     @action(detail=True, methods=["get"])
     def split(self, request, pk=None):
-        """Preview the subject-wise train / test split (or folds) a fine-tune would use."""
+        """Preview the subject-wise train / validation / test split (or folds) a fine-tune would use."""
         from workers.finetune import FinetuneError  # torch: imported when needed, not at startup
 
         from .splits import split_preview
@@ -80,12 +72,16 @@ class DatasetViewSet(viewsets.ModelViewSet):
             frac = float(request.query_params.get("test_fraction", 0.4))
             folds = int(request.query_params.get("folds", 5))
             seed = int(request.query_params.get("seed", 0))
+            val = float(request.query_params.get("val_fraction", 0.25))
         except ValueError:
-            raise ValidationError({"detail": "test_fraction must be a number; folds and seed integers"}) from None
+            raise ValidationError({"detail": "test_fraction and val_fraction must be numbers; folds and seed "
+                                             "integers"}) from None
         if not 0.05 <= frac <= 0.95:
             raise ValidationError({"test_fraction": "must be between 0.05 and 0.95"})
+        if not 0.1 <= val <= 0.5:
+            raise ValidationError({"val_fraction": "must be between 0.1 and 0.5"})
         try:
-            return Response({"mode": mode, "splits": split_preview(dataset, mode, frac, folds, seed)})
+            return Response({"mode": mode, "splits": split_preview(dataset, mode, frac, folds, seed, val)})
         except FinetuneError as exc:
             raise ValidationError({"detail": str(exc)}) from None
 
@@ -112,14 +108,10 @@ class SubjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
 
     @action(detail=True, methods=["post"], url_path="withdraw-consent")
     def withdraw_consent(self, request, pk=None):
-        """The subject withdrew consent: their images are deleted, the record stays."""
+        """The subject withdrew consent: their images and every picture derived from them
+        are deleted, jobs and model versions trained with them are marked; the record stays."""
         subject = self.get_object()
-        with transaction.atomic():
-            n = subject.samples.count()
-            delete_samples(subject.samples.all())
-            subject.consent_withdrawn_at = timezone.now()
-            subject.save(update_fields=["consent_withdrawn_at"])
-            audit(request, "subject.withdraw_consent", subject, deleted_samples=n)
+        withdraw_consent(subject, request)
         return Response(SubjectSerializer(subjects_of(request.user).get(pk=subject.pk)).data)
 
 

@@ -1,10 +1,12 @@
-"""Train / test splits by subject, so no person is on both sides."""
+"""Train / validation / test splits by subject, so no person is on two sides."""
 import numpy as np
 
 from workers.finetune import subject_splits
 
 
-def split_preview(dataset, mode="holdout", test_fraction=0.4, folds=5, seed=0) -> list[dict]:
+def split_preview(dataset, mode="holdout", test_fraction=0.4, folds=5, seed=0, val_fraction=0.25) -> list[dict]:
+    """Per fold, each side's subjects, image count, worker count and labels — the very
+    split a fine-tune with these options makes. Raises FinetuneError like the job."""
     rows = list(dataset.samples.values_list("subject__code", "label", "subject__is_worker"))
     if not rows:
         return []
@@ -12,9 +14,9 @@ def split_preview(dataset, mode="holdout", test_fraction=0.4, folds=5, seed=0) -
     labels = np.array([r[1] for r in rows])
     workers = np.array([r[2] for r in rows])
     out = []
-    for k, (tr, te) in enumerate(subject_splits(codes, labels, mode, test_fraction, folds, seed), start=1):
+    for k, sp in enumerate(subject_splits(codes, labels, mode, test_fraction, folds, seed, val_fraction), start=1):
         side = {}
-        for name, idx in (("train", tr), ("test", te)):
+        for name, idx in (("train", sp.train), ("validation", sp.val), ("test", sp.test)):
             side[name] = {
                 "subjects": sorted({str(c) for c in codes[idx]}),
                 "samples": int(len(idx)),

@@ -11,7 +11,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from apps.accounts.access import audit, organisation_of, role_of
 
-from . import importer
+from . import importer, services
 from .access import RESEARCH_ROLES, datasets_of
 from .models import Dataset, Label, Subject
 
@@ -73,7 +73,10 @@ def dataset_detail(request, dataset_id):
         except FinetuneError as exc:
             split_error = str(exc)
     query = "&".join(f"{k}={v}" for k, v in f.items() if v)
+    form = request.session.pop("finetune_form", None)  # what the user typed before an error
     return render(request, "datasets/detail.html", {
+        "form": form["values"] if form and form.get("dataset") == dataset.pk else None,
+        "accepted_imports": dataset.imports.filter(status="accepted")[:10],
         "dataset": dataset, "page": page, "filters": f, "query": query, "labels": Label.choices,
         "subjects": dataset.subjects.all(), "imports": dataset.imports.all()[:5],
         "last_import": dataset.imports.first(), "split": split, "split_error": split_error,
@@ -129,15 +132,11 @@ def add_subject(request, dataset_id):
 
 @research_required
 def withdraw_consent(request, dataset_id, subject_id):
-    from .api import delete_samples
-
     dataset = get_object_or_404(datasets_of(request.user), pk=dataset_id)
     subject = get_object_or_404(dataset.subjects, pk=subject_id)
     if request.method == "POST":
-        n = subject.samples.count()
-        delete_samples(subject.samples.all())
-        subject.consent_withdrawn_at = timezone.now()
-        subject.save(update_fields=["consent_withdrawn_at"])
-        audit(request, "subject.withdraw_consent", subject, deleted_samples=n)
-        messages.success(request, f"Consent of {subject.code} withdrawn; {n} image(s) deleted.")
+        done = services.withdraw_consent(subject, request)
+        marked = f"; marked {', '.join(done['marked'])}" if done["marked"] else ""
+        messages.success(request, f"Consent of {subject.code} withdrawn; {done['deleted_samples']} image(s) and "
+                                  f"{len(done['deleted_files'])} derived picture(s) deleted{marked}.")
     return redirect("research:dataset", dataset.pk)

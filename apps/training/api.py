@@ -11,7 +11,8 @@ from apps.sites.authentication import DeviceTokenAuthentication, IsDevice
 
 from . import jobs, registry, rollout
 from .models import Deployment, FineTuneJob, ModelVersion
-from .serializers import DeploymentSerializer, DeployRequestSerializer, FineTuneJobSerializer, ModelVersionSerializer
+from .serializers import (DeploymentSerializer, DeployRequestSerializer, FineTuneJobSerializer, ModelVersionSerializer,
+                          OverrideSerializer)
 
 
 def job_params(data):
@@ -89,9 +90,18 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
             raise ValidationError({"detail": "the shipped model cannot be changed"})
         return mv
 
+    @extend_schema(request=OverrideSerializer, responses={200: ModelVersionSerializer})
     @action(detail=True, methods=["post"])
     def promote(self, request, pk=None):
-        return Response(ModelVersionSerializer(registry.promote(self._own(), request.user)).data)
+        """Make this the recommended version of its name. A version with blockers (rejected
+        by the quality gate, trained with a withdrawn subject) needs an admin's override."""
+        body = OverrideSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            mv = registry.promote(self._own(), request.user, body.validated_data.get("override", ""))
+        except registry.Blocked as exc:
+            raise ValidationError({"override": str(exc)}) from None
+        return Response(ModelVersionSerializer(mv).data)
 
     @extend_schema(request=DeployRequestSerializer, responses={201: DeploymentSerializer})
     @action(detail=True, methods=["post"])
@@ -107,7 +117,7 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
         if canary is not None and canary.site_id != site.pk:
             raise ValidationError({"canary": "this board is not at the chosen site"})
         try:
-            dep = rollout.deploy(mv, site, request.user, canary)
+            dep = rollout.deploy(mv, site, request.user, canary, body.validated_data.get("override", ""))
         except rollout.RolloutError as exc:
             raise ValidationError({"site": str(exc)}) from None
         return Response(DeploymentSerializer(dep).data, status=status.HTTP_201_CREATED)

@@ -33,6 +33,9 @@ class FineTuneParamsSerializer(serializers.Serializer):
     split = serializers.ChoiceField(choices=["holdout", "kfold"], default="holdout",
                                     help_text="holdout: the paper's 60 / 40 by subject; kfold: cross-validation")
     test_fraction = serializers.FloatField(min_value=0.1, max_value=0.9, default=0.4)
+    val_fraction = serializers.FloatField(
+        min_value=0.1, max_value=0.5, default=0.25,
+        help_text="share of the training side's subjects held out to pick the epoch, w and the quality gate")
     folds = serializers.IntegerField(min_value=2, max_value=10, default=5)
     select = serializers.ChoiceField(choices=["accuracy", "negative_recall", "auc"], default="accuracy",
                                      help_text="which metric picks the registered model of a sweep")
@@ -60,16 +63,19 @@ class FineTuneRequestSerializer(FineTuneParamsSerializer):
 
 
 def check_dataset(dataset, params: dict) -> dict:
-    """Field errors for a data set that cannot support these options."""
-    samples = dataset.samples.count()
-    subjects = dataset.samples.values("subject").distinct().count()
-    if samples < 4:
-        return {"dataset": f"the data set has {samples} image(s); import at least 4 first"}
-    if subjects < 2:
-        return {"dataset": "a subject-wise split needs images of at least 2 subjects"}
-    if params["split"] == "kfold" and subjects < params["folds"]:
-        return {"folds": f"{params['folds']}-fold cross-validation needs at least {params['folds']} subjects; "
-                         f"the data set has {subjects}"}
+    """Field errors for a data set that cannot support these options (the very split
+    the job will make is tried)."""
+    from workers.finetune import FinetuneError, subject_splits
+
+    rows = list(dataset.samples.filter(subject__consent_withdrawn_at__isnull=True)
+                .values_list("subject__code", "label"))
+    if len(rows) < 4:
+        return {"dataset": f"the data set has {len(rows)} image(s) with consent; import at least 4 first"}
+    try:
+        subject_splits([r[0] for r in rows], [r[1] for r in rows], params["split"], params["test_fraction"],
+                       params["folds"], params["seed"], params["val_fraction"])
+    except FinetuneError as exc:
+        return {"folds" if params["split"] == "kfold" else "dataset": str(exc)}
     return {}
 
 

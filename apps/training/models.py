@@ -14,6 +14,7 @@ class ModelVersion(models.Model):
         CANDIDATE = "candidate", "Candidate"
         PROMOTED = "promoted", "Promoted"
         ARCHIVED = "archived", "Archived"
+        REJECTED = "rejected", "Rejected"  # failed the quality gate (rejected_reasons)
 
     organisation = models.ForeignKey(Organisation, null=True, blank=True, on_delete=models.CASCADE,
                                      related_name="model_versions")
@@ -36,6 +37,11 @@ class ModelVersion(models.Model):
     sha256 = models.CharField(max_length=64)
     size = models.BigIntegerField(default=0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.CANDIDATE)
+    rejected_reasons = models.JSONField(default=list, blank=True,
+                                        help_text="why the quality gate rejected it (validation subjects only)")
+    withdrawn_subjects = models.JSONField(
+        default=list, blank=True, help_text="subjects it was trained or selected with who withdrew consent since")
+    override_note = models.TextField(blank=True, help_text="who used it despite its blockers, when and why")
     promoted_at = models.DateTimeField(null=True, blank=True)
     promoted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                     related_name="+")
@@ -52,6 +58,14 @@ class ModelVersion(models.Model):
     @property
     def shipped(self):
         return self.organisation_id is None
+
+    @property
+    def blockers(self) -> list[str]:
+        """Why this version must not be promoted or deployed without an override."""
+        out = [f"rejected by the quality gate: {r}" for r in self.rejected_reasons or []]
+        if self.withdrawn_subjects:
+            out.append("trained with subject(s) who withdrew consent: " + ", ".join(self.withdrawn_subjects))
+        return out
 
     @property
     def download_url(self):
@@ -78,7 +92,9 @@ class FineTuneJob(models.Model):
     progress = models.JSONField(default=dict, blank=True, help_text="the latest epoch's report")
     history = models.JSONField(default=list, blank=True, help_text="every epoch's report")
     results = models.JSONField(default=dict, blank=True)
-    gradcam = models.JSONField(default=list, blank=True)
+    gradcam = models.JSONField(default=list, blank=True, help_text='[{"file", "subject", "true", ...}]')
+    withdrawn_subjects = models.JSONField(
+        default=list, blank=True, help_text="subjects it was trained or selected with who withdrew consent since")
     error = models.TextField(blank=True)
     log = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)

@@ -12,7 +12,8 @@ from django.db.models import Max, Q
 from django.utils import timezone
 from django.utils.text import slugify
 
-from apps.accounts.access import audit
+from apps.accounts.access import audit, role_of
+from apps.accounts.models import Role
 
 from .models import Deployment, ModelVersion
 
@@ -90,6 +91,9 @@ def _card_metrics(card: dict) -> dict:
     (3-class figures: what boards stream), with the card's full metrics kept."""
     head = card.get("headline") or {}
     out = {"details": card.get("metrics", {})}
+    test = (card.get("metrics") or {}).get("PrivateTest") or {}
+    out["test_set"] = (f"FER2013 PrivateTest ({test['n']:,} images of the public FER2013 set, 7 classes grouped "
+                       "to valence): not the subjects of your data sets" if test.get("n") else "FER2013 PrivateTest")
     for key, src in (("accuracy", "privatetest_accuracy_3class"), ("negative_recall", "privatetest_negative_recall"),
                      ("accuracy_7class", "privatetest_accuracy_7class"), ("macro_f1_7class", "privatetest_macro_f1")):
         if head.get(src) is not None:
@@ -109,9 +113,35 @@ def next_version_name(org, dataset) -> tuple[str, int]:
     return name, top + 1
 
 
-def promote(version: ModelVersion, user) -> ModelVersion:
-    """Mark `version` as the organisation's recommended model (one promoted per name)."""
+class Blocked(ValueError):
+    """A version with blockers (quality gate, withdrawn subjects) used without an override."""
+
+
+def require_usable(version: ModelVersion, user, override: str = "", action: str = "promoted") -> None:
+    """Return when `version` may be promoted / deployed; else raise Blocked with its
+    blockers. An organisation admin may override with a reason: the override is noted on
+    the version and in the audit log."""
+    blockers = version.blockers
+    if not blockers:
+        return
+    override = (override or "").strip()
+    if not override:
+        raise Blocked(f"{version.version} cannot be {action}: " + "; ".join(blockers) + ".")
+    if role_of(user) != Role.ADMIN:
+        raise Blocked(f"{version.version} cannot be {action}: " + "; ".join(blockers)
+                      + ". Only an administrator may override this.")
+    note = f"{timezone.now():%Y-%m-%d %H:%M} UTC, {user}: {action} despite: {'; '.join(blockers)}. Reason: {override}"
+    version.override_note = "\n".join(filter(None, [version.override_note, note]))[-4000:]
+    version.save(update_fields=["override_note"])
+    audit(user, "model.override", version.version, organisation=version.organisation, use=action,
+          blockers=blockers, reason=override[:500])
+
+
+def promote(version: ModelVersion, user, override: str = "") -> ModelVersion:
+    """Mark `version` as the organisation's recommended model (one promoted per name).
+    Raises Blocked for a version with blockers and no admin override."""
     with transaction.atomic():
+        require_usable(version, user, override, "promoted")
         ModelVersion.objects.filter(organisation=version.organisation, name=version.name,
                                     status=ModelVersion.Status.PROMOTED).exclude(pk=version.pk).update(
             status=ModelVersion.Status.CANDIDATE)

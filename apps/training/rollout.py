@@ -36,10 +36,18 @@ def pick_canary(devices):
                                           d.name))[0]
 
 
-def deploy(version: ModelVersion, site, user, canary: Device | None = None) -> Deployment:
+def deploy(version: ModelVersion, site, user, canary: Device | None = None, override: str = "") -> Deployment:
+    """Start a roll-out. Raises RolloutError (another organisation's version, no boards,
+    an offline canary, or blockers without an admin override)."""
+    from .registry import Blocked, require_usable
+
     if version.organisation_id not in (None, site.organisation_id):
         raise RolloutError("this model version belongs to another organisation")
-    with transaction.atomic():
+    with transaction.atomic():  # a refused roll-out leaves no override note behind
+        try:
+            require_usable(version, user, override, "deployed")
+        except Blocked as exc:
+            raise RolloutError(str(exc)) from None
         devices = list(_active_devices(site).select_for_update())
         if not devices:
             raise RolloutError(f"site {site.name} has no enrolled boards")

@@ -23,12 +23,15 @@ class ModelVersionSerializer(ScopedModelSerializer):
     base_version = serializers.CharField(source="base.version", read_only=True, default=None)
     shipped = serializers.BooleanField(read_only=True)
     artifacts = serializers.SerializerMethodField()
+    blockers = serializers.ListField(child=serializers.CharField(), read_only=True,
+                                     help_text="why it may not be promoted or deployed without an admin override")
 
     class Meta:
         model = ModelVersion
         fields = ["id", "version", "name", "number", "arch", "labels", "preprocess", "base", "base_version",
                   "dataset", "dataset_name", "hyperparameters", "metrics", "sha256", "size", "status",
-                  "promoted_at", "created_at", "shipped", "artifacts"]
+                  "promoted_at", "created_at", "shipped", "artifacts", "rejected_reasons", "withdrawn_subjects",
+                  "blockers", "override_note"]
 
     def get_artifacts(self, obj) -> dict:
         base = f"/api/v1/model-versions/{obj.id}/artifacts"
@@ -55,3 +58,10 @@ class DeployRequestSerializer(ScopedSerializer):
     site = serializers.PrimaryKeyRelatedField(queryset=Site.objects.all())
     canary = serializers.PrimaryKeyRelatedField(queryset=Device.objects.all(), required=False, allow_null=True,
                                                 help_text="the board to try it first (default: an online one)")
+    override = serializers.CharField(required=False, allow_blank=True, max_length=500,
+                                     help_text="an administrator's reason to deploy a version with blockers")
+
+
+class OverrideSerializer(serializers.Serializer):
+    override = serializers.CharField(required=False, allow_blank=True, max_length=500,
+                                     help_text="an administrator's reason to promote a version with blockers")

@@ -1,6 +1,7 @@
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
+from apps.datasets.services import consent_withdrawn
 from apps.sites.models import Device
 
 
@@ -12,3 +13,10 @@ def device_saved(sender, instance, update_fields=None, **kwargs):
     from .rollout import on_heartbeat
 
     on_heartbeat(instance)
+
+
+@receiver(consent_withdrawn, dispatch_uid="training.forget-withdrawn-subject")
+def subject_withdrawn(sender, subject, **kwargs):
+    from .withdrawal import forget_subject
+
+    return forget_subject(subject)

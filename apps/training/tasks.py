@@ -215,7 +215,9 @@ def _run(job: FineTuneJob, beat: _Heartbeat, log_line) -> ModelVersion:
     if beat.cancel.is_set():
         raise _Cancelled()
     train_seconds = time.time() - t0
-    log_line(f"trained in {train_seconds:.1f}s; best w = {result.best_w}")
+    log_line(f"trained in {train_seconds:.1f}s; w = {result.best_w} chosen on validation subjects")
+    for reason in result.rejected:
+        log_line(f"quality gate: {reason}")
 
     # Two jobs of one data set finishing together may pick the same number: the loser
     # of the unique constraint exports again under the next one.
@@ -243,7 +245,10 @@ def _register(job, result, base, base_version, params, images, labels, is_worker
     from workers.export import parity_check
     from workers.gradcam import save_gallery
 
+    from apps.datasets.models import Subject
+
     from .registry import next_version_name, sha256_of
+    from .withdrawal import drop_pictures, used_subjects
 
     org, dataset = job.organisation, job.dataset
     name, number = next_version_name(org, dataset)
@@ -259,16 +264,28 @@ def _register(job, result, base, base_version, params, images, labels, is_worker
     weights_path = ft.save_weights(result.model, out / "weights.pt", base, params,
                                    {"dataset": dataset.name, "version": version, "base": base.source})
 
-    # Grad-CAM on test images (the last fold's test side), a few of each class.
-    test_idx = _test_indices(result.splits[-1]["test_subjects"], subjects, labels, GRADCAM_IMAGES)
-    gallery = save_gallery(result.model, images[test_idx], labels[test_idx], VALENCE_CLASSES, base.spec,
+    # Grad-CAM on images the registered model never trained on: the holdout's test
+    # subjects, or the validation subjects of the model trained after k-fold.
+    last = result.splits[-1]
+    shown = last["test_subjects"] or last["val_subjects"]
+    cam_idx = _gallery_indices(shown, subjects, labels, GRADCAM_IMAGES)
+    gallery = save_gallery(result.model, images[cam_idx], labels[cam_idx], VALENCE_CLASSES, base.spec,
                            out / "gradcam", GRADCAM_IMAGES)
-    for item in gallery:
-        item["file"] = f"{rel}/gradcam/{item['file']}"
+    for item, i in zip(gallery, cam_idx):  # the subject, so a withdrawal finds their pictures
+        item["file"], item["subject"] = f"{rel}/gradcam/{item['file']}", str(subjects[i])
 
-    best = next(r for r in result.runs if r["w"] == result.best_w)
-    metrics = {k: best[k] for k in ("accuracy", "negative_recall", "auc", "macro_f1", "pearson_r", "accuracy_std")}
-    metrics.update({"w": result.best_w, "base": result.base, "onnx_parity": parity})
+    test = result.test
+    metrics = {k: test[k] for k in ("accuracy", "balanced_accuracy", "negative_recall", "auc", "macro_f1",
+                                    "pearson_r", "accuracy_std")}
+    chosen = next(r for r in result.runs if r["w"] == result.best_w)
+    tested = sorted({s for sp in result.splits for s in sp["test_subjects"]})
+    metrics.update({
+        "w": result.best_w, "base": result.base, "onnx_parity": parity,
+        "validation": {k: chosen[k] for k in ("accuracy", "balanced_accuracy", "negative_recall", "auc", "macro_f1")},
+        "test_subjects": tested,
+        "test_set": f"{sum(sp['n_test'] for sp in result.splits):,} images of test subjects "
+                    f"{', '.join(tested)}, scored once after every choice was made on validation subjects",
+    })
     hyper = {**job.params, "chosen_w": result.best_w}
     digest = sha256_of(onnx_path)
     card_path = ft.write_card(
@@ -277,9 +294,10 @@ def _register(job, result, base, base_version, params, images, labels, is_worker
         base_weights=base.source, dataset={"id": dataset.pk, "name": dataset.name, "images": int(len(images)),
                                            "subjects": int(len(set(subjects))),
                                            "worker_images": int(is_worker.sum())},
-        hyperparameters=hyper, metrics=metrics, sweep=[{k: r[k] for k in ("w", "accuracy", "negative_recall", "auc",
-                                                                           "macro_f1", "pearson_r")}
-                                                      for r in result.runs],
+        hyperparameters=hyper, metrics=metrics,
+        sweep_on_validation=[{k: r[k] for k in ("w", "accuracy", "negative_recall", "auc", "macro_f1", "pearson_r")}
+                             for r in result.runs],
+        quality_gate={"passed": not result.rejected, "reasons": result.rejected},
         splits=result.splits, training_seconds=round(train_seconds, 1), job=job.pk, sha256=digest,
         created_at=timezone.now().isoformat(),
         intended_use="3-class valence (negative / neutral / positive) of face crops for aggregate, "
@@ -287,23 +305,32 @@ def _register(job, result, base, base_version, params, images, labels, is_worker
     )
     media = Path(settings.MEDIA_ROOT)
     with transaction.atomic():
+        # A subject who withdrew while the job ran: their pictures go, the version is
+        # marked. (Subject rows are locked before the job's, as a withdrawal does.)
+        withdrawn = sorted(Subject.objects.select_for_update().filter(
+            dataset=dataset, code__in=used_subjects(result.splits) | {g["subject"] for g in gallery},
+            consent_withdrawn_at__isnull=False).values_list("code", flat=True))
+        gallery, _ = drop_pictures(gallery, set(withdrawn))
         mv = ModelVersion.objects.create(
             organisation=org, version=version, name=name, number=number, arch=base.arch,
             labels=list(VALENCE_CLASSES), preprocess=base.spec.to_dict(), base=base_version, dataset=dataset,
             dataset_name=dataset.name, hyperparameters=hyper, metrics=metrics,
             onnx_file=str(onnx_path.relative_to(media)), weights_file=str(weights_path.relative_to(media)),
             card_file=str(card_path.relative_to(media)), sha256=digest, size=onnx_path.stat().st_size,
-            created_by=job.created_by,
+            created_by=job.created_by, rejected_reasons=result.rejected, withdrawn_subjects=withdrawn,
+            status=ModelVersion.Status.REJECTED if result.rejected else ModelVersion.Status.CANDIDATE,
         )
         _update(job.pk, status=FineTuneJob.Status.SUCCEEDED, finished_at=timezone.now(), model_version=mv,
+                withdrawn_subjects=withdrawn,
                 results={**result.summary(), "training_seconds": round(train_seconds, 1)}, gradcam=gallery)
     return mv
 
 
-def _test_indices(test_subjects, subjects, labels, limit):
+def _gallery_indices(shown_subjects, subjects, labels, limit):
+    """Up to `limit` image indices of `shown_subjects`, a few of each class first."""
     import numpy as np
 
-    idx = np.flatnonzero(np.isin(subjects, test_subjects))
+    idx = np.flatnonzero(np.isin(subjects, shown_subjects))
     picked, per_class = [], max(1, limit // 3)
     for c in range(3):
         picked += list(idx[labels[idx] == c][:per_class])

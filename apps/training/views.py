@@ -9,7 +9,9 @@ from django.contrib import messages
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 
-from apps.accounts.access import chosen, organisation_of, visible_sites
+from apps.accounts.access import chosen, organisation_of, role_of, visible_sites
+from apps.accounts.models import Role
+from affectwatch.errors import sentences
 from apps.datasets.access import datasets_of
 from apps.datasets.views import research_required
 from apps.sites.models import Device
@@ -36,32 +38,35 @@ def home(request):
     })
 
 
+FORM_SESSION_KEY = "finetune_form"
+
+
 @research_required
 def start_job(request, dataset_id):
+    """Start a fine-tune from the data set page's form. On an error the page comes back
+    with what the user typed and the errors as sentences."""
     dataset = get_object_or_404(datasets_of(request.user), pk=dataset_id)
     if request.method != "POST":
         return redirect("research:dataset", dataset.pk)
-    data = {k: v for k, v in request.POST.items() if v != "" and k not in ("csrfmiddlewaretoken", "base", "sweep")}
-    sweep = request.POST.get("sweep", "").strip()
+    typed = {k: v[:200] for k, v in request.POST.items() if k != "csrfmiddlewaretoken"}
+    data = {k: v for k, v in typed.items() if v != "" and k not in ("base", "sweep")}
+    sweep = typed.get("sweep", "").strip()
     if sweep:
         data.pop("w", None)
         data["worker_weights"] = [s.strip() for s in sweep.replace(";", ",").split(",") if s.strip()]
-    data["augment"] = request.POST.get("augment") == "on"
+    data["augment"] = typed.get("augment") == "on"
     params = jobs.FineTuneParamsSerializer(data=data)
-    if not params.is_valid():
-        for field, errs in params.errors.items():
-            messages.error(request, f"{field}: {' '.join(str(e) for e in (errs if isinstance(errs, list) else [errs]))}")
-        return redirect("research:dataset", dataset.pk)
-    values = dict(params.validated_data)
-    errors = jobs.check_dataset(dataset, values)
+    errors = sentences(params.errors) if not params.is_valid() else sentences(
+        jobs.check_dataset(dataset, dict(params.validated_data)))
+    base = chosen(registry.versions_for(dataset.organisation), typed.get("base"))
+    if typed.get("base") and base is None:
+        errors.append("base: unknown model version")
     if errors:
-        for field, err in errors.items():
-            messages.error(request, f"{field}: {err}")
+        request.session[FORM_SESSION_KEY] = {"dataset": dataset.pk, "values": typed}
+        for line in errors:
+            messages.error(request, line)
         return redirect("research:dataset", dataset.pk)
-    base = None
-    if request.POST.get("base"):
-        base = chosen(registry.versions_for(dataset.organisation), request.POST["base"])
-    job = jobs.start(dataset, values, request.user, base)
+    job = jobs.start(dataset, dict(params.validated_data), request.user, base)
     return redirect("research:job", job.pk)
 
 
@@ -70,10 +75,18 @@ def job_detail(request, job_id):
     job = jobs.reap_if_stale(get_object_or_404(_jobs(request.user), pk=job_id))
     results = job.results or {}
     runs = results.get("runs", [])
-    best = next((r for r in runs if r["w"] == results.get("best_w")), None)
+    chosen_run = next((r for r in runs if r["w"] == results.get("best_w")), None)
+    test = results.get("test") or chosen_run  # jobs from before validation subjects scored test per w
+    base = results.get("base") or {}
+    base_test = base.get("test", base if "accuracy" in base else None)
+    worse = [name for name, key in (("accuracy", "accuracy"), ("negative recall", "negative_recall"), ("AUC", "auc"))
+             if test and base_test and test.get(key) is not None and base_test.get(key) is not None
+             and test[key] < base_test[key]]
     return render(request, "training/job.html", {
-        "job": job, "runs": runs, "best": best, "base": results.get("base"), "splits": results.get("splits", []),
-        "figures": {"roc": best["roc"] if best else {}, "confusion": best["confusion_matrix"] if best else [],
+        "job": job, "runs": runs, "chosen": chosen_run, "test": test, "base_val": base.get("validation"),
+        "base_test": base_test, "splits": results.get("splits", []), "rejected": results.get("rejected", []),
+        "worse_than_base": worse,
+        "figures": {"roc": test["roc"] if test else {}, "confusion": test["confusion_matrix"] if test else [],
                     "history": job.history, "labels": ["negative", "neutral", "positive"]},
     })
 
@@ -106,6 +119,7 @@ def version_detail(request, version_id):
                       for d in Device.objects.filter(site=dep.site, revoked_at__isnull=True)]
     return render(request, "training/version.html", {
         "mv": mv, "sites": sites, "deployments": deployments, "job": mv.jobs.first(),
+        "is_admin": role_of(request.user) == Role.ADMIN,
         "card": json.dumps(card, indent=1) if card else None,
     })
 
@@ -114,8 +128,11 @@ def version_detail(request, version_id):
 def promote_version(request, version_id):
     mv = get_object_or_404(registry.versions_for(organisation_of(request.user)), pk=version_id)
     if request.method == "POST" and not mv.shipped:
-        registry.promote(mv, request.user)
-        messages.success(request, f"{mv.version} is now the promoted version of {mv.name}.")
+        try:
+            registry.promote(mv, request.user, request.POST.get("override", "")[:500])
+            messages.success(request, f"{mv.version} is now the promoted version of {mv.name}.")
+        except registry.Blocked as exc:
+            messages.error(request, str(exc))
     return redirect("research:version", mv.pk)
 
 
@@ -133,7 +150,7 @@ def deploy_version(request, version_id):
             messages.error(request, "The canary board must be at the chosen site.")
         else:
             try:
-                dep = rollout.deploy(mv, site, request.user, canary)
+                dep = rollout.deploy(mv, site, request.user, canary, request.POST.get("override", "")[:500])
                 messages.success(request, f"Deploying {mv.version} to {site.name}: canary {dep.canary.name} first.")
             except rollout.RolloutError as exc:
                 messages.error(request, str(exc))

@@ -296,7 +296,7 @@ def _when(section) -> str:
 def write(results):
     OUT.mkdir(exist_ok=True)
     (OUT / "backend.json").write_text(json.dumps(results, indent=2))
-    lines = [f"# Backend benchmarks\n", f"Machine: {results['machine']}, at end {results['load_average_at_end']} "
+    lines = ["# Backend benchmarks\n", f"Machine: {results['machine']}, at end {results['load_average_at_end']} "
              f"(other work shares the CPU when above ~0.5). Date: {results['date']}. PostgreSQL 15, Redis 7, "
              f"uvicorn with {results['web_workers']} workers; the load generator runs on the same 2 cores.\n"]
     if "ingest" in results:

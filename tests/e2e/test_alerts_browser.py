@@ -1,7 +1,6 @@
 """A safety officer acknowledges, then resolves, an alert in the browser."""
 import pytest
 
-from apps.alerts import evaluation
 from apps.alerts.models import Alert
 from tests.integration.alerts_support import evaluate, feed, make_rule
 

@@ -1,6 +1,7 @@
 """A researcher goes from a zip of consented images to a deployed model version
-through the web UI alone: upload → fine-tune job (live progress) → model version →
-deploy to a site's canary board → the canary reports it → roll-out to the rest."""
+through the web UI alone: upload → a sweep over w (live progress, validation curves) →
+model version → deploy to a site's canary board → the canary reports it → roll-out to
+the rest → complete → roll back, with each board's desired version checked at each step."""
 import os
 import shutil
 from pathlib import Path
@@ -51,18 +52,22 @@ def test_researcher_zip_to_deployed_model(platform_server, celery_worker, tenant
         assert page.locator("#subjects tbody tr").count() == 10
         page.screenshot(path=str(shots / "dataset.png"), full_page=True)
 
-        page.fill("#finetune-form input[name=epochs]", "2")
-        page.fill("#finetune-form input[name=batch_size]", "16")
-        page.fill("#finetune-form input[name=w]", "2")
+        page.fill("#finetune-form input[name=epochs]", "10")
+        page.fill("#finetune-form input[name=batch_size]", "8")
+        page.fill("#finetune-form input[name=lr]", "0.01")
+        page.fill("#finetune-form input[name=sweep]", "1, 2")
         page.click("#start-finetune")
         page.wait_for_selector("#live[data-state=live]", timeout=15000)
         page.wait_for_selector("#job-status[data-status=succeeded]", timeout=300000)
         page.wait_for_selector("#model-link", timeout=30000)
         page.wait_for_selector("#roc .main-svg", timeout=30000)  # results drawn after the reload
         page.wait_for_selector("#confusion .main-svg")
-        assert page.locator("#sweep tbody tr").count() == 2  # w = 2 and the base model
+        assert page.locator("#sweep tbody tr").count() == 3  # w = 1, 2 on validation, and the base model
+        assert page.locator("#test-metrics tbody tr").count() == 2  # the chosen w on test, and the base
+        assert page.locator("#quality-gate").count() == 0
         assert page.locator("#gradcam img").count() > 0
-        assert int(page.get_attribute("#loss", "data-points")) == 2
+        assert int(page.get_attribute("#loss", "data-points")) == 20  # 2 runs × 10 epochs
+        assert page.get_attribute("#val-accuracy", "data-runs") == "2"  # one validation curve per w, overlaid
         page.screenshot(path=str(shots / "job.png"), full_page=True)
 
         page.click("#model-link")
@@ -98,7 +103,20 @@ def test_researcher_zip_to_deployed_model(platform_server, celery_worker, tenant
         assert other["model"]["version"] == version
         page.reload()
         page.wait_for_selector("#deployments tr[data-status=rolling_out]")
+        assert "asked for " + version in page.inner_text("#deployments")  # per-board state
+        # The second board runs it too: the roll-out is complete.
+        requests.post(hb, json={"model_version": version}, headers={"Authorization": f"Device {second_token}"},
+                      timeout=10).raise_for_status()
+        page.reload()
+        page.wait_for_selector("#deployments tr[data-status=complete]")
         page.screenshot(path=str(shots / "version.png"), full_page=True)
+        # Roll back: every board is asked for what it ran before.
+        page.click("#deployments tr[data-status=complete] button:has-text('Roll back')")
+        page.wait_for_selector("#deployments tr[data-status=rolled_back]")
+        for token in (tenant.token, second_token):
+            back = requests.post(hb, json={"model_version": version}, timeout=10,
+                                 headers={"Authorization": f"Device {token}"}).json()
+            assert back["model"]["version"] != version, back
         assert not errors, errors
     finally:
         from apps.datasets.models import Dataset

@@ -7,7 +7,6 @@ from rest_framework.test import APIClient
 
 from apps.accounts.models import ApiToken, AuditEvent, Role
 from apps.accounts.secrets import new_secret
-from apps.alerts import evaluation
 from apps.alerts.models import Alert, AlertRule, AlertState
 
 from tests.conftest import api_as, page_as

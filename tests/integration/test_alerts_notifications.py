@@ -4,8 +4,8 @@ import pytest
 from django.core import mail
 from django.test import RequestFactory
 
-from apps.alerts import evaluation, services, webhooks
-from apps.alerts.models import Alert, Delivery
+from apps.alerts import services, webhooks
+from apps.alerts.models import Alert
 from apps.alerts.webhooks import SIGNATURE_HEADER, verify_signature
 
 from .alerts_support import evaluate, feed, make_rule, webhook_receiver  # noqa: F401 (fixture)

@@ -58,7 +58,8 @@ def test_a_consented_zip_is_imported_with_subjects_and_gallery(lab):
     split = api.get(f"/api/v1/datasets/{ds.id}/split/?mode=kfold&folds=3").json()["splits"]
     assert len(split) == 3
     for fold in split:
-        assert not set(fold["train"]["subjects"]) & set(fold["test"]["subjects"])
+        sides = [set(fold[k]["subjects"]) for k in ("train", "validation", "test")]
+        assert all(sides) and not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
     page = api.get(f"/research/datasets/{ds.id}/?label=positive")
     assert page.status_code == 200 and page.content.count(b"/image/") == 10
 

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from django.conf import settings
 
-from apps.accounts.models import Role
+from apps.accounts.models import AuditEvent, Role
 from apps.datasets import importer
-from apps.datasets.models import Dataset
+from apps.datasets.models import Dataset, Subject
 from apps.training import jobs
 from apps.training.models import FineTuneJob
+from tests.conftest import api_as, page_as
 from tests.research_data import itch_zip
 
 pytestmark = pytest.mark.timeout(600)
@@ -58,27 +59,33 @@ def test_a_worker_fine_tunes_and_registers_a_model_the_edge_agent_loads(celery_w
     from apps.training.registry import artifact_path
 
     ds, researcher = itch
-    job = jobs.start(ds, params(worker_weights=[1, 2]), researcher)  # a 2-value sweep
+    job = jobs.start(ds, params(worker_weights=[1, 2], epochs=6), researcher)  # a 2-value sweep
     job = wait_for(job, lambda j: j.finished, 300)
     assert job.status == "succeeded", f"{job.error}\n{job.log}\n{celery_worker.log_text()[-3000:]}"
     assert job.attempts == 1
     # progress was reported per epoch and run
-    assert len(job.history) == 4 and {h["w"] for h in job.history} == {1.0, 2.0}
-    assert all(np.isfinite(h["loss"]) for h in job.history)
-    runs = job.results["runs"]
+    assert len(job.history) == 12 and {h["w"] for h in job.history} == {1.0, 2.0}
+    assert all(np.isfinite(h["loss"]) and np.isfinite(h["train_ce"]) and h["val_accuracy"] is not None
+               for h in job.history)
+    runs = job.results["runs"]  # on the validation subjects
     assert [r["w"] for r in runs] == [1.0, 2.0]
     for r in runs:
         assert 0 <= r["accuracy"] <= 1 and 0 <= r["negative_recall"] <= 1
-        assert set(r["roc"]) <= set(VALENCE_CLASSES) and len(r["confusion_matrix"]) == 3
-        assert len(r["folds"]) == 1 and "wilcoxon_p" in r["folds"][0] and "pearson_r" in r["folds"][0]
+        assert len(r["folds"]) == 1 and 1 <= r["folds"][0]["best_epoch"] <= 6
+    test = job.results["test"]  # scored once, for the chosen w
+    assert test["w"] == job.results["best_w"]
+    assert set(test["roc"]) <= set(VALENCE_CLASSES) and len(test["confusion_matrix"]) == 3
+    assert "wilcoxon_p" in test["folds"][0] and "pearson_r" in test["folds"][0]
     split = job.results["splits"][0]
-    assert not set(split["train_subjects"]) & set(split["test_subjects"])
-    assert len(split["test_subjects"]) == 4  # 40 % of 10 subjects
+    sides = [set(split[k]) for k in ("train_subjects", "val_subjects", "test_subjects")]
+    assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+    assert [len(x) for x in sides] == [4, 2, 4]  # 40 % of 10 subjects test; a quarter of the rest validation
 
     mv = job.model_version
     assert mv is not None and mv.organisation == ds.organisation and mv.dataset == ds
     assert mv.hyperparameters["chosen_w"] == job.results["best_w"]
-    assert mv.metrics["accuracy"] == next(r for r in runs if r["w"] == job.results["best_w"])["accuracy"]
+    assert mv.metrics["accuracy"] == test["accuracy"] and mv.metrics["test_subjects"] == sorted(sides[2])
+    assert (mv.status == "rejected") == bool(job.results["rejected"]) and mv.rejected_reasons == job.results["rejected"]
     clf = load_model(artifact_path(mv.onnx_file))
     assert clf.labels == VALENCE_CLASSES and clf.version == mv.version
     assert clf.info.sha256 == mv.sha256
@@ -86,7 +93,36 @@ def test_a_worker_fine_tunes_and_registers_a_model_the_edge_agent_loads(celery_w
     faces = [np.random.default_rng(0).integers(0, 255, (60, 60), dtype=np.uint8)]
     assert clf.classify(faces).shape == (1, 3)
     assert artifact_path(mv.weights_file).is_file() and artifact_path(mv.card_file).is_file()
+    # Grad-CAM shows only subjects the registered model never trained on, and says whose face
     assert job.gradcam and all((Path(settings.MEDIA_ROOT) / g["file"]).is_file() for g in job.gradcam)
+    assert {g["subject"] for g in job.gradcam} <= sides[2]
+
+    page = page_as(researcher).get(f"/research/jobs/{job.pk}/")
+    assert page.status_code == 200 and b'id="test-metrics"' in page.content and b'id="split-subjects"' in page.content
+
+    # Withdrawal reaches everything derived: the pictures of a test subject's face go;
+    # a training subject's withdrawal marks the job and blocks the version.
+    api = api_as(researcher)
+    shown = job.gradcam[0]["subject"]
+    trained = sorted(sides[0])[0]
+    for code in (shown, trained):
+        subject = Subject.objects.get(dataset=ds, code=code)
+        files = [Path(settings.MEDIA_ROOT) / n for n in subject.samples.values_list("image", flat=True)]
+        files += [Path(settings.MEDIA_ROOT) / g["file"] for g in job.gradcam if g["subject"] == code]
+        assert files and all(f.is_file() for f in files)
+        assert api.post(f"/api/v1/subjects/{subject.pk}/withdraw-consent/").status_code == 200
+        assert not any(f.exists() for f in files)  # nothing of theirs under the media root
+        event = AuditEvent.objects.filter(action="subject.withdraw_consent", target=code).latest("at")
+        assert len(event.details["deleted_files"]) == len([f for f in files if "gradcam" in str(f)])
+    job.refresh_from_db()
+    mv.refresh_from_db()
+    assert shown not in {g["subject"] for g in job.gradcam}
+    assert job.withdrawn_subjects == [trained] and mv.withdrawn_subjects == [trained]
+    res = api.post(f"/api/v1/model-versions/{mv.pk}/promote/")
+    assert res.status_code == 400 and "withdrew consent" in res.json()["override"]
+    print("quality gate:", mv.status, mv.rejected_reasons, job.results["test"]["accuracy"])
+    page = page_as(researcher).get(f"/research/models/{mv.pk}/")
+    assert b"withdrew consent" in page.content and b'id="blockers"' in page.content
 
 
 def test_a_worker_killed_mid_job_leaves_it_failed_or_retried(celery_worker, itch):

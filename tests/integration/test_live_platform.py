@@ -12,7 +12,6 @@ import requests
 import websockets
 from django.utils import timezone
 
-from apps.accounts.models import Role
 from tests.telemetry_support import release_minutes
 
 

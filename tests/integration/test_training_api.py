@@ -258,3 +258,66 @@ def test_a_board_enrolled_after_the_canary_joins_the_roll_out(world, make_device
     assert answer["model"]["version"] == "acme-itch@1"
     dep = Deployment.objects.get(pk=dep_id)
     assert dep.status == "rolling_out" and any("board-late joined" in e["event"] for e in dep.events)
+
+
+def test_a_rejected_version_is_inspectable_but_not_promoted_or_deployed_without_an_admin_override(world):
+    from apps.accounts.models import AuditEvent
+
+    tenant, mv = world["tenant"], world["mv"]
+    ModelVersion.objects.filter(pk=mv.pk).update(
+        status="rejected", rejected_reasons=["validation AUC 0.500 is at chance (0.5)"])
+    researcher, admin = api(world["users"]["researcher"]), api(world["users"]["admin"])
+    assert researcher.get(f"/api/v1/model-versions/{mv.id}/").json()["blockers"] == [
+        "rejected by the quality gate: validation AUC 0.500 is at chance (0.5)"]
+    res = researcher.post(f"/api/v1/model-versions/{mv.id}/promote/")
+    assert res.status_code == 400 and "at chance" in res.json()["override"]
+    res = researcher.post(f"/api/v1/model-versions/{mv.id}/promote/", {"override": "I know better"})
+    assert res.status_code == 400 and "Only an administrator" in res.json()["override"]
+    res = admin.post(f"/api/v1/model-versions/{mv.id}/deploy/", {"site": tenant.site.id})
+    assert res.status_code == 400 and "at chance" in res.json()["site"]
+    assert not Deployment.objects.exists() and not AuditEvent.objects.filter(action="model.override").exists()
+    # An administrator overrides with a reason: recorded on the version and in the audit log.
+    res = admin.post(f"/api/v1/model-versions/{mv.id}/deploy/", {"site": tenant.site.id, "override": "pilot on one line"})
+    assert res.status_code == 201
+    mv.refresh_from_db()
+    assert "pilot on one line" in mv.override_note
+    event = AuditEvent.objects.get(action="model.override")
+    assert event.details["reason"] == "pilot on one line" and event.details["use"] == "deployed"
+
+
+def test_the_fine_tune_form_keeps_what_was_typed_and_shows_errors_as_sentences(world):
+    from django.test import Client
+
+    c = Client()
+    c.force_login(world["users"]["researcher"])
+    url = f"/research/datasets/{world['ds'].id}/fine-tune/"
+    res = c.post(url, {"epochs": "12", "lr": "10", "batch_size": "8", "sweep": "1, two, 0", "seed": "3",
+                       "split": "kfold", "folds": "4", "select": "auc"}, follow=True)
+    html = res.content.decode()
+    assert res.status_code == 200 and not FineTuneJob.objects.exclude(pk=world["job"].pk).exists()
+    messages = html.split('<ul class="messages">')[1].split("</ul>")[0]
+    assert "ErrorDetail" not in messages and "{" not in messages and "[" not in messages
+    assert "lr: Ensure this value is less than or equal to 1.0." in html
+    assert "worker_weights, item 2: A valid number is required." in html
+    assert "worker_weights, item 3: Ensure this value is greater than or equal to 0.1." in html
+    for field, value in (("epochs", "12"), ("lr", "10"), ("batch_size", "8"), ("sweep", "1, two, 0"), ("seed", "3"),
+                         ("folds", "4")):
+        assert f'name="{field}" ' in html and f'value="{value}"' in html, field
+    assert '<option value="kfold" selected>' in html and '<option value="auc" selected>' in html
+    # the typed values are shown once: the next visit has the defaults again
+    assert 'name="epochs" type="number" value="30"' in c.get(f"/research/datasets/{world['ds'].id}/").content.decode()
+
+
+def test_an_accepted_import_stays_listed_after_a_refused_one(world):
+    from apps.datasets.models import DatasetImport
+    from django.test import Client
+
+    ds = world["ds"]
+    DatasetImport.objects.create(dataset=ds, filename="first.zip", status="accepted", accepted=300)
+    DatasetImport.objects.create(dataset=ds, filename="first-again.zip", status="rejected",
+                                 errors=[{"file": f"img{i}.jpg", "reason": "already in the data set"} for i in range(300)])
+    c = Client()
+    c.force_login(world["users"]["researcher"])
+    html = c.get(f"/research/datasets/{ds.id}/").content.decode()
+    assert 'id="accepted-imports"' in html and "first.zip" in html and ">300<" in html
+    assert "300 problems in first-again.zip; nothing from it was stored" in html

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from workers.finetune import replace_head, sample_weights, subject_splits
+from workers.finetune import replace_head, sample_weights
 from workers.training.losses import soft_targets, weighted_cross_entropy
 
 
@@ -46,24 +46,6 @@ def test_the_weight_scales_the_gradient_of_a_workers_image():
     assert torch.allclose(g[1], 4.0 * g[0])
 
 
-@pytest.mark.parametrize("mode", ["holdout", "kfold"])
-def test_no_subject_is_on_both_sides(mode):
-    rng = np.random.default_rng(1)
-    subjects = np.array([f"S{i % 12:02d}" for i in range(120)])
-    labels = rng.integers(0, 3, 120)
-    splits = subject_splits(subjects, labels, mode, test_fraction=0.4, folds=4, seed=3)
-    assert len(splits) == (1 if mode == "holdout" else 4)
-    tested = []
-    for tr, te in splits:
-        assert not set(subjects[tr]) & set(subjects[te])
-        assert len(tr) + len(te) == 120
-        tested += list(set(subjects[te]))
-    if mode == "holdout":
-        assert len(set(subjects[splits[0][1]])) == round(0.4 * 12)  # 60 / 40 of the subjects
-    else:
-        assert sorted(tested) == sorted(set(subjects))  # every subject tested exactly once
-
-
 def test_replace_head_gives_three_outputs_and_keeps_the_features():
     from workers.models import create_model
 
@@ -73,30 +55,6 @@ def test_replace_head_gives_three_outputs_and_keeps_the_features():
     assert model.eval()(torch.zeros(2, 1, 48, 48)).shape == (2, 3)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
-
-
-def test_a_kfold_sweep_scores_every_fold_and_w_and_retrains_the_chosen_w_on_all_images():
-    from workers.finetune import BaseModel, FinetuneParams, finetune
-    from edge_agent.preprocess import PreprocessSpec
-
-    torch.set_num_threads(1)  # tiny batches: more threads only contend
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 255, (36, 48, 48, 1), dtype=np.uint8)
-    labels = np.arange(36) % 3
-    subjects = np.array([f"S{i % 6}" for i in range(36)])
-    workers = np.array([int(s[1:]) < 3 for s in subjects])
-    base = BaseModel("liexnet", {"num_classes": 7}, None,
-                     ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"), PreprocessSpec(), "test")
-    seen = []
-    res = finetune(images, labels, workers, subjects, base,
-                   FinetuneParams(epochs=1, batch_size=8, worker_weights=[1.0, 3.0], split="kfold", folds=2,
-                                  augment=False),
-                   on_progress=seen.append)
-    assert [r["w"] for r in res.runs] == [1.0, 3.0]
-    assert all(len(r["folds"]) == 2 for r in res.runs)
-    assert {(p["w"], p["fold"]) for p in seen} == {(w, k) for w in (1.0, 3.0) for k in (1, 2)} | {(res.best_w, "all")}
-    assert seen[-1]["runs"] == 5  # 2 w × 2 folds + the final model on all images
-    assert res.model.eval()(torch.zeros(1, 1, 48, 48)).shape == (1, 3)
 
 
 def test_a_registered_version_can_be_the_base_of_the_next_fine_tune(tmp_path):

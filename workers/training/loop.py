@@ -69,13 +69,16 @@ class TrainConfig:
 @dataclass
 class EpochMetrics:
     epoch: int
-    train_loss: float
+    train_loss: float  # the optimised loss: weighted, smoothed, distilled as configured
     train_accuracy: float
     lr: float
     seconds: float
     val_loss: float | None = None
     val_accuracy: float | None = None
     val_macro_f1: float | None = None
+    # Plain cross-entropy of the training batches against their labels, without sample
+    # weights, smoothing or distillation: comparable across runs with different w.
+    train_ce: float | None = None
 
 
 @dataclass
@@ -147,6 +150,7 @@ def fit(
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     progress: bool = True,
+    restore_best: bool = False,
     log=print,
 ) -> FitResult:
     """Train `model` in place.
@@ -154,7 +158,9 @@ def fit(
     train_images: uint8 NHWC, `to_model_pixels` output. sample_weight: per-image weights
     multiplied into the loss (e.g. worker-weighted fine-tuning). meta: stored in every
     checkpoint (architecture name and config, classes, preprocessing, data set name) so
-    a checkpoint can be rebuilt and exported on its own.
+    a checkpoint can be rebuilt and exported on its own. restore_best: end with the
+    weights of the epoch that scored best on the validation images (kept in memory, so it
+    works without out_dir); otherwise the model holds the last epoch's weights.
     """
     cfg = config
     n = len(train_labels)
@@ -219,13 +225,14 @@ def fit(
         }
 
     cancelled = False
+    best_state = None
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.time()
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
         torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout
         order = torch.randperm(n, generator=g)
         model.train()
-        total_loss, correct, seen = 0.0, 0, 0
+        total_loss, total_ce, correct, seen = 0.0, 0.0, 0, 0
         bar = tqdm(
             range(steps), desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False,
             mininterval=0.5 if sys.stderr.isatty() else 30, file=sys.stderr,
@@ -263,6 +270,7 @@ def fit(
             opt.step()
             sched.step()
             total_loss += loss.item() * len(y)
+            total_ce += float(nn.functional.cross_entropy(logits.detach(), y, reduction="sum"))
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
             if progress and b % 20 == 0:
@@ -273,7 +281,7 @@ def fit(
             break
         m = EpochMetrics(
             epoch=epoch, train_loss=total_loss / max(seen, 1), train_accuracy=correct / max(seen, 1),
-            lr=opt.param_groups[0]["lr"], seconds=0.0,
+            lr=opt.param_groups[0]["lr"], seconds=0.0, train_ce=total_ce / max(seen, 1),
         )
         if has_val:
             logits = predict_logits(model, val_images, spec, cfg.eval_batch_size, cfg.tta_flip)
@@ -288,6 +296,8 @@ def fit(
         improved = best_metric is None or score > best_metric
         if improved:
             best_metric, best_epoch = score, epoch
+            if restore_best and has_val:
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if out:
             state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if improved:
@@ -304,6 +314,8 @@ def fit(
         )
         if on_epoch is not None:
             on_epoch(m)
+    if best_state is not None:
+        model.load_state_dict(best_state)
     ckpt = None
     if out:
         ckpt = out / ("best.pt" if (out / "best.pt").exists() else "last.pt")

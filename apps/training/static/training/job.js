@@ -7,16 +7,34 @@
   const live = document.getElementById("live");
   const layout = (extra) => Object.assign({margin: {t: 20, r: 10, b: 40, l: 50}, legend: {orientation: "h"}}, extra);
 
+  // One colour per w, so a sweep's runs overlay; folds of one w share it. The loss is
+  // the plain cross-entropy (no w, no smoothing): comparable across w, unlike the
+  // weighted loss being optimised.
+  const palette = ["#2f5fd0", "#d0622f", "#2f9d5c", "#8a4fd0", "#c0392b", "#16818a", "#a67c00", "#555"];
   function drawLoss() {
-    const byRun = {};
+    const ws = [...new Set(history.map(h => h.w))];
+    const runs = {};
     for (const h of history) {
       const key = `w=${h.w} fold ${h.fold}`;
-      (byRun[key] = byRun[key] || {x: [], y: [], name: key, mode: "lines+markers", type: "scatter"});
-      byRun[key].x.push(h.epoch); byRun[key].y.push(h.loss);
+      const color = palette[ws.indexOf(h.w) % palette.length];
+      const r = runs[key] = runs[key] || {key, color, x: [], ce: [], val: [], acc: []};
+      r.x.push(h.epoch);
+      r.ce.push(h.train_ce != null ? h.train_ce : h.loss);
+      r.val.push(h.val_loss); r.acc.push(h.val_accuracy);
     }
-    Plotly.react("loss", Object.values(byRun), layout({xaxis: {title: "epoch", dtick: 1}, yaxis: {title: "weighted training loss"}}),
-      {displayModeBar: false, responsive: true});
+    const loss = [], acc = [];
+    for (const r of Object.values(runs)) {
+      loss.push({x: r.x, y: r.ce, name: `${r.key} training`, mode: "lines+markers", line: {color: r.color}, legendgroup: r.key});
+      if (r.val.some(v => v != null)) {
+        loss.push({x: r.x, y: r.val, name: `${r.key} validation`, mode: "lines", line: {color: r.color, dash: "dot"}, legendgroup: r.key});
+        acc.push({x: r.x, y: r.acc, name: r.key, mode: "lines+markers", line: {color: r.color}});
+      }
+    }
+    const opts = {displayModeBar: false, responsive: true};
+    Plotly.react("loss", loss, layout({xaxis: {title: "epoch", dtick: 1}, yaxis: {title: "cross-entropy"}}), opts);
+    Plotly.react("val-accuracy", acc, layout({xaxis: {title: "epoch", dtick: 1}, yaxis: {title: "validation accuracy", range: [0, 1]}}), opts);
     document.getElementById("loss").dataset.points = String(history.length);
+    document.getElementById("val-accuracy").dataset.runs = String(acc.length);
   }
 
   function show(job) {
@@ -27,7 +45,7 @@
     if (p.epoch) {
       document.getElementById("progress-text").textContent =
         `run ${p.run}/${p.runs} (w=${p.w}, fold ${p.fold}) · epoch ${p.epoch}/${p.epochs} · loss ${Number(p.loss).toFixed(4)}` +
-        (p.test_accuracy != null ? ` · test accuracy ${Number(p.test_accuracy).toFixed(3)}` : "");
+        (p.val_accuracy != null ? ` · validation accuracy ${Number(p.val_accuracy).toFixed(3)}` : "");
       const done = ((p.run - 1) * p.epochs + p.epoch) / (p.runs * p.epochs);
       document.getElementById("progress").value = job.status === "succeeded" ? 1 : done;
     }
