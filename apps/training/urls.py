@@ -17,6 +17,7 @@ urlpatterns = [
     path("jobs/<int:job_id>/", views.job_detail, name="job"),
     path("jobs/<int:job_id>/cancel/", views.cancel_job, name="job-cancel"),
     path("models/<int:version_id>/", views.version_detail, name="version"),
+    path("models/compare/", views.compare_versions, name="compare"),
     path("models/<int:version_id>/promote/", views.promote_version, name="version-promote"),
     path("models/<int:version_id>/deploy/", views.deploy_version, name="version-deploy"),
     path("deployments/<int:deployment_id>/rollback/", views.rollback_deployment, name="deployment-rollback"),

@@ -107,12 +107,7 @@ def version_detail(request, version_id):
     sites = visible_sites(request.user).prefetch_related("devices")
     deployments = Deployment.objects.filter(model_version=mv, organisation=org,
                                             site__in=visible_sites(request.user)).select_related("site", "canary")
-    card = None
-    if mv.card_file and registry.artifact_path(mv.card_file).is_file():
-        try:
-            card = json.loads(registry.artifact_path(mv.card_file).read_text())
-        except ValueError:
-            card = None
+    card = _card(mv)
     for dep in deployments:  # where each board of the site stands
         dep.boards = [{"name": d.name, "runs": d.model_version or "—", "asked": d.desired_model_version,
                        "canary": d.pk == dep.canary_id, "online": d.online}
@@ -121,6 +116,46 @@ def version_detail(request, version_id):
         "mv": mv, "sites": sites, "deployments": deployments, "job": mv.jobs.first(),
         "is_admin": role_of(request.user) == Role.ADMIN,
         "card": json.dumps(card, indent=1) if card else None,
+    })
+
+
+def _card(mv) -> dict | None:
+    if mv.card_file and registry.artifact_path(mv.card_file).is_file():
+        try:
+            return json.loads(registry.artifact_path(mv.card_file).read_text())
+        except ValueError:
+            return None
+    return None
+
+
+COMPARED_METRICS = (("accuracy", "Accuracy"), ("balanced_accuracy", "Balanced accuracy"),
+                    ("negative_recall", "Negative recall"), ("auc", "AUC (macro)"), ("macro_f1", "Macro F1"),
+                    ("pearson_r", "Pearson r"))
+
+
+@research_required
+def compare_versions(request):
+    """Two model versions side by side: test set, metrics (with the difference),
+    hyper-parameters and the data each was trained on."""
+    org = organisation_of(request.user)
+    ids = request.GET.getlist("v")[:2]
+    versions = [chosen(registry.versions_for(org), i) for i in ids]
+    if len(ids) != 2 or None in versions:
+        messages.error(request, "Tick two model versions of your registry to compare them.")
+        return redirect("research:home")
+    a, b = versions
+    metrics = []
+    for key, label in COMPARED_METRICS:
+        va, vb = a.metrics.get(key), b.metrics.get(key)
+        diff = vb - va if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else None
+        metrics.append({"label": label, "a": va, "b": vb, "diff": diff})
+    keys = sorted(set(a.hyperparameters) | set(b.hyperparameters))
+    hyper = [{"key": k, "a": a.hyperparameters.get(k, "—"), "b": b.hyperparameters.get(k, "—"),
+              "differs": a.hyperparameters.get(k) != b.hyperparameters.get(k)} for k in keys]
+    data = [((_card(mv) or {}).get("dataset") or {}) for mv in (a, b)]
+    return render(request, "training/compare.html", {
+        "a": a, "b": b, "metrics": metrics, "hyper": hyper, "data_a": data[0], "data_b": data[1],
+        "same_test_set": a.metrics.get("test_set") == b.metrics.get("test_set"),
     })
 
 

@@ -321,3 +321,33 @@ def test_an_accepted_import_stays_listed_after_a_refused_one(world):
     html = c.get(f"/research/datasets/{ds.id}/").content.decode()
     assert 'id="accepted-imports"' in html and "first.zip" in html and ">300<" in html
     assert "300 problems in first-again.zip; nothing from it was stored" in html
+
+
+def test_two_versions_compare_side_by_side_and_another_tenants_is_not_offered(world, shipped, make_org):
+    from django.test import Client
+
+    mv = world["mv"]
+    ModelVersion.objects.filter(pk=mv.pk).update(
+        metrics={"accuracy": 0.70, "auc": 0.80, "test_set": "24 images of test subjects S03, S07"},
+        hyperparameters={"lr": 0.001, "chosen_w": 2.0})
+    mv2 = ModelVersion.objects.create(
+        organisation=mv.organisation, version="acme-itch@2", name="acme-itch", number=2, onnx_file=mv.onnx_file,
+        sha256=mv.sha256, metrics={"accuracy": 0.75, "auc": 0.78, "test_set": "24 images of test subjects S03, S07"},
+        hyperparameters={"lr": 0.003, "chosen_w": 2.0})
+    rival_mv = ModelVersion.objects.create(organisation=make_org("other"), version="other-x@1", name="other-x",
+                                           number=1, onnx_file=mv.onnx_file, sha256=mv.sha256)
+    c = Client()
+    c.force_login(world["users"]["researcher"])
+    html = c.get(f"/research/models/compare/?v={mv.pk}&v={mv2.pk}").content.decode()
+    assert "<th>Accuracy</th><td>0.700</td><td>0.750</td><td>+0.050</td>" in html
+    assert "<th>AUC (macro)</th><td>0.800</td><td>0.780</td><td>-0.020</td>" in html
+    assert '<tr class="differs"><th>lr</th>' in html and '<tr><th>chosen_w</th>' in html
+    assert 'id="different-test-sets"' not in html
+    # the shipped model was scored on FER2013: the page says they do not compare directly
+    shipped_mv = registry.shipped_version()
+    html = c.get(f"/research/models/compare/?v={mv.pk}&v={shipped_mv.pk}").content.decode()
+    assert 'id="different-test-sets"' in html and "FER2013 PrivateTest" in html
+    # another organisation's version reads as missing
+    res = c.get(f"/research/models/compare/?v={mv.pk}&v={rival_mv.pk}", follow=True)
+    assert res.status_code == 200 and "Tick two model versions" in res.content.decode()
+    assert "other-x@1" not in res.content.decode()
