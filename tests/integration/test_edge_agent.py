@@ -148,10 +148,10 @@ def model(tmp_path):
 
 @pytest.fixture
 def enrolled(platform_server, tenant, tmp_path, model):
-    def make(frames=90, n_faces=2, fps=30.0, loop=False, heartbeat_s=1.0, extra=""):
+    def make(frames=90, n_faces=2, fps=30.0, loop=False, heartbeat_s=1.0, extra="", site=None):
         video = scene_video(tmp_path / "scene.mp4", n_faces, frames, fps)
         agent = AgentRun(tmp_path, video, model, heartbeat_s, loop, extra)
-        _, code = create_enrollment_code(tenant.site)
+        _, code = create_enrollment_code(site or tenant.site)
         res = agent.enroll(platform_server.url, code)
         assert res.returncode == 0, res.stderr
         return agent
@@ -274,6 +274,49 @@ def test_model_update_with_a_wrong_checksum_is_refused(enrolled, platform_server
     finally:
         agent.stop()
         peer.close()
+
+
+def test_a_real_agent_as_canary_completes_a_roll_out_and_rolls_back(enrolled, tenant, make_site, make_user,
+                                                                     tmp_path):
+    """Deploy a registered version to a site whose one board is a real agent: desired and
+    running versions at each step, the deployment complete once the board runs it, and a
+    roll back that the board carries out (to the shipped model: it ran an unregistered one)."""
+    from django.conf import settings
+
+    from apps.accounts.models import Role
+    from apps.training import registry, rollout
+    from apps.training.models import Deployment, ModelVersion
+
+    site = make_site(tenant.org, "line-two")
+    researcher = make_user(tenant.org, Role.RESEARCHER, all_sites=True)
+    media = Path(settings.MEDIA_ROOT) / "training" / str(tenant.org.id) / "rollout-test"
+    media.mkdir(parents=True, exist_ok=True)
+    onnx = build_tiny_model(media / "model.onnx", version="acme-line@1", seed=3)
+    mv = ModelVersion.objects.create(
+        organisation=tenant.org, version="acme-line@1", name="acme-line", number=1, onnx_file=str(
+            onnx.relative_to(settings.MEDIA_ROOT)), sha256=registry.sha256_of(onnx), size=onnx.stat().st_size)
+    agent = enrolled(frames=60, loop=True, heartbeat_s=0.5, site=site)
+    try:
+        agent.start()
+        board = wait_for(lambda: Device.objects.filter(id=agent.device_id, online=True, model_version="tiny@1").first(),
+                         30, "the board online, running its own model")
+        dep = rollout.deploy(mv, site, researcher, board)
+        board.refresh_from_db()
+        assert (dep.status, board.desired_model_version, board.model_version) == ("canary", "acme-line@1", "tiny@1")
+        # The agent downloads with its token, checks the sha256, test-runs and swaps; the
+        # deployment completes when every board of the site runs it.
+        wait_for(lambda: Device.objects.get(id=board.id).model_version == "acme-line@1", 30, "the swap")
+        dep = wait_for(lambda: Deployment.objects.filter(pk=dep.pk, status="complete").first(), 10, "complete")
+        assert [e["event"] for e in dep.events][-1] == "every board runs acme-line@1"
+        rollout.rollback(dep, researcher)
+        shipped = registry.shipped_version()
+        board.refresh_from_db()
+        assert board.desired_model_version == shipped.version and board.model_version == "acme-line@1"
+        wait_for(lambda: Device.objects.get(id=board.id).model_version == shipped.version, 30, "the roll back")
+        assert "model_error" not in Device.objects.get(id=board.id).health
+        assert EmotionEvent.objects.filter(device=board).exists() and agent.proc.poll() is None
+    finally:
+        agent.stop()
 
 
 def test_simulate_posts_plausible_streams_through_the_ingest_api(platform_server, tenant):
