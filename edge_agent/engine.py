@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from .classifier import ModelError, OnnxRuntimeBackend, read_metadata, sha256_of, tensorrt_available
+from .preprocess import PreprocessSpec
 
 NO_TENSORRT = (
     "TensorRT's Python bindings do not import here, so no engine can be built. On a Jetson, "
@@ -15,20 +16,37 @@ NO_TENSORRT = (
 )
 
 
+def engine_sidecar(onnx_path: str | Path, fp16: bool, max_batch: int, tensorrt_version: str) -> dict:
+    """What `<model>.engine.json` holds: the engine does not carry the ONNX metadata, so
+    this ties it to its source model (`load_model` refuses an engine whose onnx_sha256
+    differs from the model file's). Raises ModelError for a model without Affectwatch's
+    metadata."""
+    onnx_path = Path(onnx_path)
+    ort = OnnxRuntimeBackend(onnx_path, ["CPUExecutionProvider"])
+    labels, spec, arch, version = read_metadata(ort.metadata(), onnx_path)
+    return {"onnx": onnx_path.name, "onnx_sha256": sha256_of(onnx_path), "version": version, "arch": arch,
+            "labels": list(labels), "preprocess": spec.to_dict(), "fp16": fp16, "max_batch": max_batch,
+            "tensorrt": tensorrt_version}
+
+
 def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None, fp16: bool = True,
                  max_batch: int = 32, workspace_mb: int = 256) -> Path:
+    """Serialise a TensorRT engine (FP16 where the GPU has fast FP16) with an optimisation
+    profile for batch 1..max_batch, and its `.engine.json` sidecar. The one engine
+    builder: `python -m edge_agent build-engine` and `python -m workers.training
+    build-engine` both call it. Raises ModelError (no TensorRT here, a model without
+    metadata, a graph TensorRT cannot parse or build)."""
     onnx_path = Path(onnx_path)
     engine_path = Path(engine_path) if engine_path else onnx_path.with_suffix(".engine")
     if not tensorrt_available():
         raise ModelError(NO_TENSORRT)
-    ort = OnnxRuntimeBackend(onnx_path, ["CPUExecutionProvider"])
-    labels, spec, arch, version = read_metadata(ort.metadata(), onnx_path)
     import tensorrt as trt
 
+    sidecar = engine_sidecar(onnx_path, fp16, max_batch, trt.__version__)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags = 0
-    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):
+    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # TensorRT < 10
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
@@ -36,21 +54,25 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None, f
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ModelError(f"TensorRT cannot parse {onnx_path.name}: {errors}")
     config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+    if hasattr(config, "set_memory_pool_limit"):
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+    else:  # TensorRT 7 / 8.0
+        config.max_workspace_size = workspace_mb << 20
     if fp16 and builder.platform_has_fast_fp16:
         config.set_flag(trt.BuilderFlag.FP16)
+    sidecar["fp16"] = bool(fp16 and builder.platform_has_fast_fp16)
     profile = builder.create_optimization_profile()
-    name = network.get_input(0).name
+    spec = PreprocessSpec.from_dict(sidecar["preprocess"])
     c, (h, w) = spec.channels, spec.size
-    profile.set_shape(name, (1, c, h, w), (min(8, max_batch), c, h, w), (max_batch, c, h, w))
+    profile.set_shape(network.get_input(0).name, (1, c, h, w), (min(8, max_batch), c, h, w), (max_batch, c, h, w))
     config.add_optimization_profile(profile)
-    serialized = builder.build_serialized_network(network, config)
+    if hasattr(builder, "build_serialized_network"):
+        serialized = builder.build_serialized_network(network, config)
+    else:  # TensorRT 7
+        engine = builder.build_engine(network, config)
+        serialized = engine.serialize() if engine is not None else None
     if serialized is None:
-        raise ModelError(f"TensorRT failed to build an engine for {onnx_path.name}")
+        raise ModelError(f"TensorRT failed to build an engine for {onnx_path.name} (see its log above)")
     engine_path.write_bytes(bytes(serialized))
-    # The engine does not carry the ONNX metadata: a sidecar ties it to its source model.
-    engine_path.with_suffix(".engine.json").write_text(json.dumps({
-        "onnx": onnx_path.name, "onnx_sha256": sha256_of(onnx_path), "version": version, "arch": arch,
-        "labels": list(labels), "preprocess": spec.to_dict(), "fp16": fp16, "max_batch": max_batch,
-        "tensorrt": trt.__version__}, indent=2))
+    engine_path.with_suffix(".engine.json").write_text(json.dumps(sidecar, indent=2))
     return engine_path

@@ -1,6 +1,7 @@
 """Export to ONNX (metadata, dynamic batch, parity with torch), the TensorRT builder's
-refusal off-Jetson, evaluation metrics, cross-validation and the cost report."""
+one builder (the agent's), evaluation metrics, cross-validation and the cost report."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +15,6 @@ from workers.data.synthetic import pattern_images
 from workers.evaluation import evaluate_logits, save_confusion
 from workers.export import (
     METADATA_KEYS,
-    TensorRTUnavailable,
-    build_tensorrt_engine,
     check_metadata,
     export_onnx,
     onnx_session,
@@ -106,16 +105,35 @@ def test_missing_metadata_is_reported(model, tmp_path):
         check_metadata(path)
 
 
-def test_tensorrt_builder_says_why_not_here(model, tmp_path):
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        path = export_onnx(model, tmp_path / "m.onnx", SPEC, FER2013_CLASSES, "liexnet", "1", "fer2013")
-        with pytest.raises(TensorRTUnavailable, match="TensorRT is not available here.*Jetson"):
-            build_tensorrt_engine(path, tmp_path / "m.engine")
+def test_both_build_engine_commands_use_the_agents_builder_and_its_sidecar(model, tmp_path):
+    """One engine builder: the training CLI's build-engine is the agent's, so an engine it
+    writes comes with the `.engine.json` the agent checks (the bug: it used to write
+    none, and the agent quietly fell back to ONNX Runtime)."""
+    import subprocess
+    import sys
+
+    from edge_agent.classifier import sha256_of, tensorrt_available
+    from edge_agent.engine import engine_sidecar
+
+    path = export_onnx(model, tmp_path / "m.onnx", SPEC, FER2013_CLASSES, "liexnet", "liexnet-test@1", "fer2013")
+    side = engine_sidecar(path, True, 32, "test")
+    assert side["onnx_sha256"] == sha256_of(path) and side["version"] == "liexnet-test@1"
+    assert side["labels"] == list(FER2013_CLASSES) and side["preprocess"] == SPEC.to_dict()
+    root = Path(__file__).resolve().parents[2]
+    runs = [subprocess.run([sys.executable, "-m", module, "build-engine", flag, str(path)], capture_output=True,
+                           text=True, timeout=120, cwd=root) for module, flag in (("workers.training", "--onnx"),
+                                                                         ("edge_agent", "--model"))]
+    if not tensorrt_available():
+        assert [r.returncode for r in runs] == [2, 2]
+        assert runs[0].stderr.strip() == runs[1].stderr.strip() and "TensorRT" in runs[0].stderr
+        assert not (tmp_path / "m.engine").exists()
     else:  # pragma: no cover - only where TensorRT is installed
-        path = export_onnx(model, tmp_path / "m.onnx", SPEC, FER2013_CLASSES, "liexnet", "1", "fer2013")
-        assert build_tensorrt_engine(path, tmp_path / "m.engine").stat().st_size > 0
+        from edge_agent.classifier import load_model
+
+        assert [r.returncode for r in runs] == [0, 0], [r.stderr for r in runs]
+        clf = load_model(path, backend="tensorrt")  # refused without a matching sidecar
+        assert clf.backend.name.startswith("tensorrt")
+
 
 
 def test_metrics_on_known_predictions(tmp_path):

@@ -91,13 +91,17 @@ def cmd_export(args, _load, _threads):
 
 
 def cmd_build_engine(args, *_):
-    from workers.export import TensorRTUnavailable, build_tensorrt_engine
+    """The edge agent's builder (engine and `.engine.json` sidecar): an engine built here
+    loads in the agent exactly like one built on the board."""
+    from edge_agent.classifier import ModelError
+    from edge_agent.engine import build_engine
 
     try:
-        path = build_tensorrt_engine(args.onnx, args.out, fp16=not args.fp32, max_batch=args.max_batch)
-    except TensorRTUnavailable as e:
-        raise SystemExit(str(e))
-    print(f"wrote {path}")
+        path = build_engine(args.onnx, args.out, fp16=not args.fp32, max_batch=args.max_batch)
+    except ModelError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"wrote {path} and {path.with_suffix('.engine.json').name}")
 
 
 def cmd_report(args, *_):
@@ -187,7 +191,7 @@ def add_subcommands(sub, _add_data_args, _spec_from_args, _load, _threads):
 
     p = sub.add_parser("build-engine", help="TensorRT FP16 engine from an exported ONNX (Jetson)")
     p.add_argument("--onnx", required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", default=None, help="default: beside the ONNX file, as the agent looks for it")
     p.add_argument("--fp32", action="store_true")
     p.add_argument("--max-batch", type=int, default=32)
     p.set_defaults(func=cmd_build_engine)
