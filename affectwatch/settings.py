@@ -250,6 +250,17 @@ AFFECTWATCH = {
     # before Django reads them (affectwatch/bodylimit.py).
     "REQUEST_MAX_BYTES": int(os.environ.get("AFFECTWATCH_REQUEST_MAX_BYTES", str(1024 * 1024))),
     "UPLOAD_MAX_BYTES": int(os.environ.get("AFFECTWATCH_IMPORT_MAX_ZIP_BYTES", str(200 * 1024 * 1024))) + 1024 * 1024,
+    # Data-set zips (apps/datasets/importer.py): the upload, everything unpacked, one
+    # file, and the number of entries.
+    "IMPORT_MAX_ZIP_BYTES": int(os.environ.get("AFFECTWATCH_IMPORT_MAX_ZIP_BYTES", str(200 * 1024 * 1024))),
+    "IMPORT_MAX_UNPACKED_BYTES": int(os.environ.get("AFFECTWATCH_IMPORT_MAX_UNPACKED_BYTES", str(1024 ** 3))),
+    "IMPORT_MAX_FILE_BYTES": int(os.environ.get("AFFECTWATCH_IMPORT_MAX_FILE_BYTES", str(8 * 1024 * 1024))),
+    "IMPORT_MAX_ENTRIES": int(os.environ.get("AFFECTWATCH_IMPORT_MAX_ENTRIES", "20000")),
+    # Fine-tune jobs: a running job whose worker is silent this long has failed; a job
+    # whose worker died is retried up to MAX_ATTEMPTS; torch threads per job (0: torch's).
+    "TRAINING_STALE_AFTER": timedelta(seconds=int(os.environ.get("AFFECTWATCH_TRAINING_STALE_S", "45"))),
+    "TRAINING_MAX_ATTEMPTS": int(os.environ.get("AFFECTWATCH_TRAINING_MAX_ATTEMPTS", "2")),
+    "TRAINING_THREADS": int(os.environ.get("AFFECTWATCH_TRAINING_THREADS", "0")),
     "INGEST_RATE_PER_MINUTE": int(os.environ.get("AFFECTWATCH_INGEST_RATE_PER_MINUTE", "600")),
     "INGEST_MAX_PAST": timedelta(days=int(os.environ.get("AFFECTWATCH_INGEST_MAX_PAST_DAYS", "7"))),
     "INGEST_MAX_FUTURE": timedelta(minutes=5),

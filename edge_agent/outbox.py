@@ -172,13 +172,6 @@ class Outbox:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM set_aside WHERE confirmed = 1").fetchone()[0]
 
-    def discard(self, ids: list[int], counter: str = "rejected") -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("DELETE FROM events WHERE id = ?", [(i,) for i in ids])
-            self._bump(counter, len(ids))
-            self._db.execute("COMMIT")
-
     # Reporting ----------------------------------------------------------------------------
     def depth(self) -> int:
         with self._lock:

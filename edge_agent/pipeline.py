@@ -39,15 +39,10 @@ class ModelHolder:
 
 class StageTimer:
     def __init__(self):
-        self.totals = defaultdict(float)
-        self.frames = 0
+        self.totals = defaultdict(float)  # seconds per stage
 
     def add(self, stage: str, seconds: float) -> None:
         self.totals[stage] += seconds
-
-    def shares(self) -> dict:
-        total = sum(self.totals.values()) or 1.0
-        return {k: self.totals[k] / total for k in self.totals}
 
 
 class FramePipeline:
@@ -126,7 +121,6 @@ class FramePipeline:
                 self.sink(events)
                 self.events += len(events)
             self.timer.add("emit", time.perf_counter() - t3)
-        self.timer.frames += 1
         return events
 
 

@@ -29,7 +29,6 @@ class Emission:
     track: int
     label: str  # valence: negative / neutral / positive
     confidence: float  # smoothed probability of that valence group
-    top_class: str  # the smoothed most likely model class (e.g. "happy")
 
 
 class TrackSmoother:
@@ -64,8 +63,8 @@ class TrackSmoother:
         if st.frames < self.min_frames or now - st.last_emit < self.emit_interval_s:
             return None
         st.last_emit = now
-        k, _, v, vp = decide(st.probs, self.group)
-        return Emission(track, VALENCE_CLASSES[int(v[0])], float(vp[0]), self.labels[int(k[0])])
+        _, _, v, vp = decide(st.probs, self.group)
+        return Emission(track, VALENCE_CLASSES[int(v[0])], float(vp[0]))
 
     def forget(self, tracks) -> None:
         for t in tracks:

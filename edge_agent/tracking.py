@@ -38,7 +38,6 @@ class Track:
     hits: int = 1  # detections matched
     missed: int = 0  # consecutive detection rounds without a match
     lost: bool = False  # following failed since the last detection
-    frames: int = 0  # frames seen (classified)
     template: np.ndarray | None = field(default=None, repr=False)
     _scale: float = 1.0
     _offset: tuple = (0.0, 0.0)

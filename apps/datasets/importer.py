@@ -24,6 +24,7 @@ from datetime import datetime, time, timezone as dt_timezone
 
 import cv2
 import numpy as np
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -36,14 +37,11 @@ from workers.data.csvtext import dict_reader
 from .models import DatasetImport, Label, Sample, Subject
 
 
-def _env_int(name, default):
-    return int(os.environ.get(name, default))
+def _limit(name: str) -> int:
+    """An import limit from settings.AFFECTWATCH (read per import: override_settings works)."""
+    return settings.AFFECTWATCH[name]
 
 
-MAX_ZIP_BYTES = _env_int("AFFECTWATCH_IMPORT_MAX_ZIP_BYTES", 200 * 1024 * 1024)
-MAX_UNPACKED_BYTES = _env_int("AFFECTWATCH_IMPORT_MAX_UNPACKED_BYTES", 1024 * 1024 * 1024)
-MAX_FILE_BYTES = _env_int("AFFECTWATCH_IMPORT_MAX_FILE_BYTES", 8 * 1024 * 1024)
-MAX_ENTRIES = _env_int("AFFECTWATCH_IMPORT_MAX_ENTRIES", 20000)
 MAX_RATIO = 100  # inflated / compressed; images barely compress, bombs compress ~1000x
 MAX_PIXELS = 16_000_000
 MIN_FACE_PX = 32  # a face smaller than this on its shorter side carries no expression
@@ -161,7 +159,7 @@ def check_image(data: bytes) -> tuple[int, int] | str:
 
 def _csv_rows(zf, info, plan, required):
     try:
-        text = _read(zf, info, MAX_FILE_BYTES).decode("utf-8-sig")
+        text = _read(zf, info, _limit('IMPORT_MAX_FILE_BYTES')).decode("utf-8-sig")
     except (ValueError, UnicodeDecodeError) as exc:
         plan.reject(info.filename, f"unreadable CSV ({exc})")
         return None
@@ -180,10 +178,10 @@ def _csv_rows(zf, info, plan, required):
 def plan_import(dataset, zf: zipfile.ZipFile) -> _Plan:
     plan = _Plan()
     infos = zf.infolist()
-    if len(infos) > MAX_ENTRIES:
-        raise ImportRejected([{"file": "(archive)", "reason": f"{len(infos)} entries; at most {MAX_ENTRIES}"}])
-    if sum(i.file_size for i in infos) > MAX_UNPACKED_BYTES:
-        raise ImportRejected([{"file": "(archive)", "reason": f"more than {MAX_UNPACKED_BYTES >> 20} MB when unpacked"}])
+    if len(infos) > _limit('IMPORT_MAX_ENTRIES'):
+        raise ImportRejected([{"file": "(archive)", "reason": f"{len(infos)} entries; at most {_limit('IMPORT_MAX_ENTRIES')}"}])
+    if sum(i.file_size for i in infos) > _limit('IMPORT_MAX_UNPACKED_BYTES'):
+        raise ImportRejected([{"file": "(archive)", "reason": f"more than {_limit('IMPORT_MAX_UNPACKED_BYTES') >> 20} MB when unpacked"}])
     members, manifest = {}, None
     for info in infos:
         name = normalize_name(info.filename)
@@ -194,8 +192,8 @@ def plan_import(dataset, zf: zipfile.ZipFile) -> _Plan:
             why = "symbolic link"
         if why is None and info.flag_bits & 0x1:
             why = "encrypted entry"
-        if why is None and info.file_size > MAX_FILE_BYTES:
-            why = f"{info.file_size} bytes; at most {MAX_FILE_BYTES} per file"
+        if why is None and info.file_size > _limit('IMPORT_MAX_FILE_BYTES'):
+            why = f"{info.file_size} bytes; at most {_limit('IMPORT_MAX_FILE_BYTES')} per file"
         if why is None and info.file_size > 1024 * 1024 and info.file_size > MAX_RATIO * max(info.compress_size, 1):
             why = f"compression ratio {info.file_size // max(info.compress_size, 1)}:1 (zip bomb?)"
         if why:
@@ -273,7 +271,7 @@ def plan_import(dataset, zf: zipfile.ZipFile) -> _Plan:
             plan.reject(name, "not an image file (expected .jpg, .jpeg, .png, .bmp, .webp or .pgm)")
             continue
         try:
-            data = _read(zf, info, MAX_FILE_BYTES)
+            data = _read(zf, info, _limit('IMPORT_MAX_FILE_BYTES'))
         except (ValueError, zipfile.BadZipFile, OSError, EOFError) as exc:
             plan.reject(name, f"unreadable ({exc})")
             continue
@@ -314,8 +312,8 @@ def import_zip(dataset, upload, user=None) -> DatasetImport:
         return DatasetImport.objects.create(dataset=dataset, uploaded_by=user, filename=filename, size=size or 0,
                                             status=DatasetImport.Status.REJECTED, errors=errors)
 
-    if size is not None and size > MAX_ZIP_BYTES:
-        return rejected([{"file": filename, "reason": f"{size} bytes; uploads are limited to {MAX_ZIP_BYTES >> 20} MB"}])
+    if size is not None and size > _limit('IMPORT_MAX_ZIP_BYTES'):
+        return rejected([{"file": filename, "reason": f"{size} bytes; uploads are limited to {_limit('IMPORT_MAX_ZIP_BYTES') >> 20} MB"}])
     try:
         zf = zipfile.ZipFile(upload)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
@@ -351,7 +349,7 @@ def _store(dataset, plan: _Plan, zf, filename, size, user) -> DatasetImport:
                                 sha256=item["sha256"], extension=item["extension"], width=item["width"],
                                 height=item["height"], context=item["context"], original_name=item["original_name"],
                                 imported=record)
-                data = _read(zf, item["member"], MAX_FILE_BYTES)
+                data = _read(zf, item["member"], _limit('IMPORT_MAX_FILE_BYTES'))
                 if hashlib.sha256(data).hexdigest() != item["sha256"]:
                     raise ValueError(f"{item['original_name']} changed while it was imported")
                 sample.image.save("x", ContentFile(data), save=False)

@@ -1,9 +1,7 @@
 """Starting, cancelling and watching fine-tune jobs (the web side of the worker)."""
 from __future__ import annotations
 
-import os
-from datetime import timedelta
-
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from rest_framework import serializers
@@ -12,10 +10,16 @@ from apps.accounts.access import audit
 
 from .models import FineTuneJob
 
-# A running job's worker stamps heartbeat_at every few seconds; silence for longer than
-# this means the worker died (kill -9, out of memory, machine lost).
-STALE_AFTER = timedelta(seconds=int(os.environ.get("AFFECTWATCH_TRAINING_STALE_S", "45")))
-MAX_ATTEMPTS = int(os.environ.get("AFFECTWATCH_TRAINING_MAX_ATTEMPTS", "2"))
+
+def stale_after():
+    """A running job's worker stamps heartbeat_at every few seconds; silence for longer
+    than this (settings.AFFECTWATCH["TRAINING_STALE_AFTER"]) means the worker died
+    (kill -9, out of memory, machine lost)."""
+    return settings.AFFECTWATCH["TRAINING_STALE_AFTER"]
+
+
+def max_attempts() -> int:
+    return settings.AFFECTWATCH["TRAINING_MAX_ATTEMPTS"]
 
 
 class FineTuneParamsSerializer(serializers.Serializer):
@@ -119,7 +123,7 @@ def reap_if_stale(job: FineTuneJob) -> FineTuneJob:
     if job.status != FineTuneJob.Status.RUNNING:
         return job
     beat = job.heartbeat_at or job.started_at
-    if beat and timezone.now() - beat > STALE_AFTER:
+    if beat and timezone.now() - beat > stale_after():
         reason = (f"the worker running this job ({job.worker or 'unknown'}) stopped responding; "
                   f"last heartbeat {beat.isoformat(timespec='seconds')}")
         n = FineTuneJob.objects.filter(pk=job.pk, status=FineTuneJob.Status.RUNNING, heartbeat_at=job.heartbeat_at).update(

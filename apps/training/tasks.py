@@ -2,7 +2,7 @@
 
 Crash safety: the task is acknowledged late and re-queued if its worker process dies
 (CELERY_TASK_ACKS_LATE, REJECT_ON_WORKER_LOST). A redelivered job that was running
-counts as a new attempt, up to MAX_ATTEMPTS, then fails with the reason. While it runs,
+counts as a new attempt, up to TRAINING_MAX_ATTEMPTS, then fails with the reason. While it runs,
 a thread stamps `heartbeat_at`; if the whole worker vanishes, `jobs.reap_if_stale`
 fails the job on the next look at it (page, API, WebSocket, or the watchdog task).
 Torch is imported inside the task so the worker's parent process never holds it
@@ -18,10 +18,11 @@ import time
 import traceback
 
 from celery import shared_task
+from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.utils import timezone
 
-from .jobs import MAX_ATTEMPTS
+from .jobs import max_attempts
 from .models import FineTuneJob, ModelVersion
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def _claim(job_id) -> FineTuneJob | None:
             job.status, job.finished_at = FineTuneJob.Status.CANCELLED, timezone.now()
             job.save()
             return None
-        if lost and job.attempts >= MAX_ATTEMPTS:
+        if lost and job.attempts >= max_attempts():
             job.status, job.finished_at = FineTuneJob.Status.FAILED, timezone.now()
             job.error = (f"the worker running this job died {job.attempts} time(s) (killed, out of memory or "
                          f"lost); not retried again. Last worker: {job.worker or 'unknown'}")
@@ -179,7 +180,7 @@ def _run(job: FineTuneJob, beat: _Heartbeat, log_line) -> ModelVersion:
 
     from .registry import artifact_path, shipped_version
 
-    threads = int(os.environ.get("AFFECTWATCH_TRAINING_THREADS", "0"))
+    threads = settings.AFFECTWATCH["TRAINING_THREADS"]
     if threads:
         torch.set_num_threads(threads)
     base_version = job.base or shipped_version()
@@ -236,8 +237,6 @@ def _run(job: FineTuneJob, beat: _Heartbeat, log_line) -> ModelVersion:
 def _register(job, result, base, base_version, params, images, labels, is_worker, subjects, train_seconds):
     """Export, check and describe the trained model, and add it to the registry."""
     from pathlib import Path
-
-    from django.conf import settings
 
     from edge_agent.classifier import load_model
     from edge_agent.labels import VALENCE_CLASSES

@@ -161,15 +161,14 @@ def test_a_pixel_bomb_is_refused_before_it_is_decoded(lab):
         res.json()["errors"]
 
 
-def test_an_oversized_upload_and_a_non_zip_are_refused(lab, monkeypatch):
+def test_an_oversized_upload_and_a_non_zip_are_refused(lab, settings):
     api, ds, _ = lab
     res = upload(api, ds, b"PK\x03\x04 not really a zip", "fake.zip")
     assert res.status_code == 400 and "not a zip archive" in res.json()["errors"][0]["reason"]
-    monkeypatch.setattr(importer, "MAX_ZIP_BYTES", 1000)
+    settings.AFFECTWATCH = {**settings.AFFECTWATCH, "IMPORT_MAX_ZIP_BYTES": 1000}
     res = upload(api, ds, itch_zip(n=3, subjects=3))
     assert res.status_code == 400 and "limited to" in res.json()["errors"][0]["reason"]
-    monkeypatch.setattr(importer, "MAX_ZIP_BYTES", 10**9)
-    monkeypatch.setattr(importer, "MAX_UNPACKED_BYTES", 1000)
+    settings.AFFECTWATCH = {**settings.AFFECTWATCH, "IMPORT_MAX_ZIP_BYTES": 10**9, "IMPORT_MAX_UNPACKED_BYTES": 1000}
     res = upload(api, ds, itch_zip(n=3, subjects=3))
     assert res.status_code == 400 and "when unpacked" in res.json()["errors"][0]["reason"]
     assert ds.samples.count() == 0

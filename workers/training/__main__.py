@@ -147,12 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
 
-    try:
-        from . import commands
-    except ImportError:  # commands module arrives with evaluation/export
-        commands = None
-    if commands is not None:
-        commands.add_subcommands(sub, _add_data_args, _spec_from_args, _load, _threads)
+    from . import commands
+
+    commands.add_subcommands(sub, _add_data_args, _spec_from_args, _load, _threads)
     return ap
 
 

@@ -8,7 +8,6 @@ uninterrupted run would have done.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import sys
@@ -335,6 +334,3 @@ def load_checkpoint(path, strict_meta: bool = True):
     model.eval()
     return model, ck
 
-
-def config_replace(cfg: TrainConfig, **changes) -> TrainConfig:
-    return dataclasses.replace(cfg, **changes)
