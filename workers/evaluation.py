@@ -98,7 +98,7 @@ def evaluate_logits(y_true, logits, classes, valence_map=None) -> dict:
             "classes": list(VALENCE_CLASSES),
             "accuracy": float((vt == vp).mean()),
             "negative_recall": float(((vp == neg) & (vt == neg)).sum() / max((vt == neg).sum(), 1)),
-            "macro_f1": float(skm.f1_score(vt, vp, labels=[0, 1, 2], average="macro", zero_division=0)),
+            "macro_f1": macro_f1(vt, vp, len(VALENCE_CLASSES)),
             "confusion_matrix": skm.confusion_matrix(vt, vp, labels=[0, 1, 2]).tolist(),
         }
     return out

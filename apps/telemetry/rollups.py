@@ -118,8 +118,23 @@ def _store_portable(device, events, cap):
                 f"INSERT INTO {tally} (device_id, minute, camera_id, track, detections) VALUES (%s, %s, %s, %s, %s) "
                 f"ON CONFLICT (device_id, minute, camera_id, track) DO UPDATE SET detections = {tally}.detections + excluded.detections",
                 [(device_id, adapt(m), cam, track, n) for (m, cam, track), n in rows])
-        head, tail = _upsert_raw()
-        placeholders = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(minutes))
-        cursor.execute(f"{head} VALUES {placeholders} {tail}",
-                       [v for m in minutes for v in (device_id, adapt(m), *cells[m])])
+    add_raw_cells(device, cells)
     return minutes
+
+
+def add_raw_cells(device, cells: dict) -> None:
+    """Adds counts to the device's raw minute cells (atomic increments, minute order):
+    cells maps a minute (aware datetime, second 0) to (negative, neutral, positive,
+    tracks). What the counts add must already respect DP_MAX_DETECTIONS per track and
+    minute — the bound the release noise is calibrated to. Ingest calls this on the
+    portable path; the demo's history (`apps/telemetry/demo_history.py`) too."""
+    adapt = connection.ops.adapt_datetimefield_value
+    device_id = device._meta.pk.get_db_prep_value(device.id, connection)
+    head, tail = _upsert_raw()
+    minutes = sorted(cells)
+    with connection.cursor() as cursor:
+        for i in range(0, len(minutes), 500):
+            chunk = minutes[i : i + 500]
+            placeholders = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
+            cursor.execute(f"{head} VALUES {placeholders} {tail}",
+                           [v for m in chunk for v in (device_id, adapt(m), *map(int, cells[m]))])

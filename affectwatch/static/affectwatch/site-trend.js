@@ -100,6 +100,7 @@
       { height: 260, margin: { t: 10, r: 10, b: 40, l: 45 }, yaxis: { autorange: "reversed" },
         xaxis: { dtick: 3, ticksuffix: ":00", title: { text: "hour of day" } } },
       { displaylogo: false, responsive: true });
+    hel.dataset.filled = String(data.negative_share.flat().filter(v => v != null).length);
   }
 
   function connect() {

@@ -25,6 +25,9 @@ DEMO_SITES = {
 }
 DEMO_DEVICES = [("assembly-hall", "Line 1", "hall-board-1"), ("assembly-hall", "Line 2", "hall-board-2"),
                 ("warehouse", "Dock", "dock-board-1")]
+# Fires on the Assembly Hall's stressful weekday afternoons (Line 2) in the history.
+DEMO_RULE = {"name": "Stressful afternoon", "threshold_pct": 30, "window_minutes": 60, "min_detections": 300,
+             "cooldown_minutes": 120}
 DEMO_USERS = [("admin", Role.ADMIN), ("officer", Role.SAFETY_OFFICER), ("researcher", Role.RESEARCHER),
               ("fieldtech", Role.FIELD_TECH)]
 
@@ -34,6 +37,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--operator", metavar="NAME", help="also create a platform operator (Django superuser)")
+        parser.add_argument("--history-days", type=int, default=14,
+                            help="days of simulated history written on the first run (0: none)")
 
     def handle(self, *args, **options):
         with transaction.atomic():
@@ -64,6 +69,8 @@ class Command(BaseCommand):
                 password = secrets.token_urlsafe(16)
                 User.objects.create_superuser(operator, password=password)
                 created.append((operator, "platform operator (Django admin)", password))
+        if options.get("history_days", 14):
+            self._history(sites, options.get("history_days", 14))
         path = settings.VAR_DIR / "demo-devices.json"
         path.write_text(json.dumps(devices, indent=2))
         path.chmod(0o600)
@@ -77,3 +84,18 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS(text))
         else:
             self.stdout.write(f"Demo data present; the demo users' passwords are in {settings.VAR_DIR / 'demo-credentials.txt'}.")
+
+    def _history(self, sites, days):
+        """The demo's alert rule, and `days` of history for boards never released before."""
+        from apps.alerts.models import AlertRule
+        from apps.alerts.webhooks import new_webhook_secret
+        from apps.telemetry.demo_history import backfill
+
+        AlertRule.objects.get_or_create(
+            site=sites["assembly-hall"], name=DEMO_RULE["name"],
+            defaults={**{k: v for k, v in DEMO_RULE.items() if k != "name"}, "webhook_secret": new_webhook_secret()})
+        devices = Device.objects.filter(organisation__slug="demo", simulated=True).select_related("site")
+        done = backfill(list(devices), days=days, stressful={"hall-board-2"})
+        if done["devices"]:
+            self.stdout.write(f"Wrote {days} days of simulated history for {done['devices']} boards "
+                              f"({done['cells']:,} released minutes, {done['alerts']} alert(s) opened).")
