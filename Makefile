@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	$(PY) -m affectwatch.launcher --port $(PORT)
+	$(PY) -m affectwatch.launcher --port $(PORT) $(ARGS)
 
 test: install
 	$(PY) -m tests.run $(ARGS)

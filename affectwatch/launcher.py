@@ -1,5 +1,6 @@
 """`make run`: migrate, seed the demo, then run the web server, a Celery worker, Celery
-beat and a simulated agent per demo device, until Ctrl-C stops them all."""
+beat, a simulated agent per demo device and one real edge agent (affectwatch/demo_board.py),
+until Ctrl-C stops them all."""
 import argparse
 import json
 import os
@@ -43,6 +44,8 @@ def main(argv=None):
     parser.add_argument("--rate", type=float, default=6.0,
                         help="simulated events per second per device (6 people, one event a second each)")
     parser.add_argument("--no-simulator", action="store_true")
+    parser.add_argument("--no-real-board", action="store_true",
+                        help="do not run the demo's real edge agent (detector + model on a generated scene)")
     args = parser.parse_args(argv)
 
     if port_in_use(args.host, args.port):
@@ -92,6 +95,10 @@ def main(argv=None):
             for d in devices:
                 start(f"simulator:{d['name']}", [py, "-m", "edge_agent", "simulate", "--server", base, "--token",
                                                  d["token"], "--rate", str(args.rate), "--cameras", "2"])
+        if not args.no_real_board:
+            from affectwatch import demo_board
+
+            start(f"board:{demo_board.NAME}", demo_board.prepare(settings.VAR_DIR, base, py, ROOT))
         checks = ", ".join(f"{k} {v['status']}" for k, v in health["checks"].items())
         print(f"\nAffectwatch is running at {base}/  (health: {checks})")
         print(f"Log in with a demo user from {settings.VAR_DIR / 'demo-credentials.txt'}. API docs: {base}/api/v1/docs/")
