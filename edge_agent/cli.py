@@ -1,4 +1,4 @@
-"""`python -m edge_agent <command>`: enroll, run, classify, bench, build-engine, simulate."""
+"""`python -m edge_agent <command>`: enroll, run, classify, annotate, bench, build-engine, simulate."""
 from __future__ import annotations
 
 import argparse
@@ -108,6 +108,31 @@ def cmd_classify(args) -> int:
     return 0
 
 
+def cmd_annotate(args) -> int:
+    from .annotate import AnnotateError, annotate_video, outputs_for, videos_in
+    from .classifier import ModelError
+
+    cfg = _load_config(args.config)
+    if args.yunet:
+        cfg.detector.kind, cfg.detector.model = "yunet", args.yunet
+    source = Path(args.path)
+    try:
+        videos = videos_in(source)
+        pairs = outputs_for(videos, source, Path(args.out), Path(args.csv) if args.csv else None)
+        clf = _loader(cfg, args.model)
+        summaries = []
+        for video, (out, timeline) in zip(videos, pairs):
+            summaries.append(annotate_video(video, out, timeline, cfg, clf, progress=not args.no_progress))
+            print(f"{summaries[-1].line()} -> {out}" + (f", {timeline}" if timeline else ""), file=sys.stderr)
+    except (AnnotateError, ModelError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if len(summaries) > 1:
+        frames, faces = sum(s.frames for s in summaries), sum(s.faces for s in summaries)
+        print(f"{len(summaries)} videos: {frames} frames, {faces} face-frames", file=sys.stderr)
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .benchmark import bench_model, bench_video
     from .classifier import ModelError
@@ -193,6 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--whole-if-none", action="store_true",
                    help="treat an image with no detected face as one face crop (data set images)")
     c.set_defaults(func=cmd_classify)
+
+    a = sub.add_parser("annotate", help="annotated copy of a video (or a folder of videos) and a per-face timeline CSV")
+    a.add_argument("path", help="a video file, or a folder of them")
+    a.add_argument("--out", required=True, help="annotated video (.mp4); a folder when PATH is a folder")
+    a.add_argument("--csv", help="timeline CSV, one row per face per frame; a folder when PATH is a folder")
+    a.add_argument("--model", help="ONNX model (default: config's or the shipped one)")
+    a.add_argument("--config", help="agent config (detector, tracker, classifier settings)")
+    a.add_argument("--yunet", metavar="MODEL", help="use YuNet with this model file instead of Haar")
+    a.add_argument("--no-progress", action="store_true")
+    a.set_defaults(func=cmd_annotate)
 
     b = sub.add_parser("bench", help="measure inference (and, with --video, the whole pipeline)")
     b.add_argument("--model")

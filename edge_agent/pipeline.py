@@ -66,6 +66,9 @@ class FramePipeline:
         self.timer = StageTimer()
         self.faces = 0
         self.events = 0
+        # The last frame's faces: (track, box x y w h, class probabilities), for the
+        # annotated copy and the preview; nothing here leaves the board.
+        self.seen: list[tuple[int, np.ndarray, np.ndarray]] = []
         self.configure(cfg)
 
     def configure(self, cfg: Config) -> None:
@@ -105,9 +108,11 @@ class FramePipeline:
         t2 = time.perf_counter()
         tracks = self.tracker.confirmed()
         self.faces = len(tracks)
+        self.seen = []
         events: list[dict] = []
         if tracks:
             probs = clf.classify([crop_face(image, t.box, self.margin) for t in tracks], self.clahe)
+            self.seen = [(t.id, t.box.copy(), p) for t, p in zip(tracks, probs)]
             t3 = time.perf_counter()
             self.timer.add("classify", t3 - t2)
             for t, p in zip(tracks, probs):

@@ -14,6 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # The development data sets (FER2013, ...): one setting, default `../shared/datasets`.
 DATASETS = Path(os.environ.get("AFFECTWATCH_DATASETS", ROOT.parent / "shared" / "datasets"))
+# Third-party model files for development (YuNet, the peer model): default `../shared/models`.
+SHARED_MODELS = Path(os.environ.get("AFFECTWATCH_MODELS", ROOT.parent / "shared" / "models"))
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -22,13 +24,22 @@ def dataset_path(relative: str) -> Path:
     return DATASETS / relative
 
 
+def shared_model(relative: str) -> Path:
+    """A third-party model file's path under AFFECTWATCH_MODELS (never committed)."""
+    return SHARED_MODELS / relative
+
+
 def pytest_runtest_setup(item):
-    """`@pytest.mark.dataset("fer2013/fer2013.zip")`: skip with the reason where the data
-    set is absent (a fresh clone), fail where CI=true (CI has it)."""
-    for mark in item.iter_markers("dataset"):
-        path = dataset_path(mark.args[0])
+    """`@pytest.mark.dataset("fer2013/fer2013.zip")` / `@pytest.mark.shared_model(
+    "yunet/face_detection_yunet.onnx")`: skip with the reason where the file is absent (a
+    fresh clone), fail where CI=true (CI has it)."""
+    needs = [(dataset_path(m.args[0]), "development data set", "AFFECTWATCH_DATASETS names the data sets folder")
+             for m in item.iter_markers("dataset")]
+    needs += [(shared_model(m.args[0]), "model file", "AFFECTWATCH_MODELS names the models folder")
+              for m in item.iter_markers("shared_model")]
+    for path, what, hint in needs:
         if not path.exists():
-            reason = f"development data set {path} is absent (AFFECTWATCH_DATASETS names the data sets folder)"
+            reason = f"{what} {path} is absent ({hint})"
             if IN_CI:
                 pytest.fail(f"{reason}; CI=true requires it", pytrace=False)
             pytest.skip(reason)

@@ -189,6 +189,19 @@ def test_enrolled_agent_streams_the_faces_of_a_video(enrolled, tenant, platform_
     assert device.health["cameras"]["cam0"]["status"] in ("ok", "stopped")
 
 
+@pytest.mark.shared_model("yunet/face_detection_yunet.onnx")
+def test_an_agent_with_yunet_streams_every_face_of_a_video(enrolled):
+    from tests.conftest import shared_model
+
+    detector = f'[detector]\nkind = "yunet"\nmodel = "{shared_model("yunet/face_detection_yunet.onnx")}"\n'
+    agent = enrolled(frames=120, n_faces=3, extra=detector)
+    assert agent.start().wait(90) == 0, agent.log_text()[-3000:]
+    rows = server_events(agent.device_id)
+    tracks = Counter(t for _, t, _, _ in rows)
+    assert len([t for t, n in tracks.items() if n >= 4]) == 3, tracks
+    assert_exactly_once(rows)
+
+
 def test_backend_outage_every_event_arrives_exactly_once(enrolled, platform_server):
     agent = enrolled(frames=240, n_faces=2)  # 8 s of video
     agent.start()
