@@ -1,4 +1,4 @@
-"""`python -m edge_agent <command>`: enroll, run, classify, annotate, bench, build-engine, simulate."""
+"""`python -m edge_agent <command>`: enroll, run, preview, classify, annotate, bench, build-engine, simulate."""
 from __future__ import annotations
 
 import argparse
@@ -133,6 +133,46 @@ def cmd_annotate(args) -> int:
     return 0
 
 
+def cmd_preview(args) -> int:
+    from .classifier import ModelError
+    from .config import CameraSection
+    from .preview import PreviewError, exposure_warning, is_loopback, run_preview
+
+    cfg = _load_config(args.config)
+    _setup_logging(cfg.agent.log_level)
+    if args.yunet:
+        cfg.detector.kind, cfg.detector.model = "yunet", args.yunet
+    if args.source:
+        cam = CameraSection(name="preview", source=args.source, loop=args.loop)
+    else:
+        cams = [c for c in cfg.cameras if not args.camera or c.name == args.camera]
+        if not cams:
+            print("error: nothing to preview: give --source (a file, a device index, an RTSP URL) or a --config "
+                  "with a [[cameras]] table" + (f" named {args.camera!r}" if args.camera else ""), file=sys.stderr)
+            return 2
+        cam = cams[0]
+    if not is_loopback(args.host):
+        if not args.expose:
+            print(f"error: refusing to serve the preview on {args.host}: it shows every face the camera sees. "
+                  "It is served on 127.0.0.1 (reach it through an SSH tunnel); add --expose to serve it on "
+                  "another address anyway", file=sys.stderr)
+            return 2
+        print(exposure_warning(args.host, args.port), file=sys.stderr)
+    try:
+        clf = _loader(cfg, args.model)
+        window = True if args.window else (False if args.no_window else None)
+        run_preview(cfg, clf, cam, args.host, args.port, window,
+                    ready=lambda server: server and print(
+                        f"preview of {cam.name or cam.source} at http://{args.host}:{args.port}/ "
+                        "(nothing is stored or sent; Ctrl-C stops it)", file=sys.stderr, flush=True))
+    except (PreviewError, ModelError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .benchmark import bench_model, bench_video
     from .classifier import ModelError
@@ -228,6 +268,20 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--yunet", metavar="MODEL", help="use YuNet with this model file instead of Haar")
     a.add_argument("--no-progress", action="store_true")
     a.set_defaults(func=cmd_annotate)
+
+    v = sub.add_parser("preview", help="live view of the pipeline: faces, tracks, labels, FPS (window or local page)")
+    v.add_argument("--config", help="agent config: its cameras and detector / tracker / classifier settings")
+    v.add_argument("--source", help="a camera source instead of the config's (file, device index, rtsp://...)")
+    v.add_argument("--camera", help="which configured camera (default: the first)")
+    v.add_argument("--loop", action="store_true", help="start a --source file again at its end")
+    v.add_argument("--model", help="ONNX model (default: config's or the shipped one)")
+    v.add_argument("--yunet", metavar="MODEL", help="use YuNet with this model file instead of Haar")
+    v.add_argument("--host", default="127.0.0.1", help="address of the preview page (default: this board only)")
+    v.add_argument("--port", type=int, default=8090)
+    v.add_argument("--expose", action="store_true", help="allow a --host other than loopback (prints a warning)")
+    v.add_argument("--window", action="store_true", help="a window even if no display is detected")
+    v.add_argument("--no-window", action="store_true", help="the page even where a display exists")
+    v.set_defaults(func=cmd_preview)
 
     b = sub.add_parser("bench", help="measure inference (and, with --video, the whole pipeline)")
     b.add_argument("--model")
