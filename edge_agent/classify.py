@@ -76,15 +76,18 @@ class ClassifySummary:
 
 
 def classify_image(image: np.ndarray, detector: FaceDetector, clf: Classifier, margin: float = 0.1,
-                   clahe: float = 0.0, whole_if_none: bool = False) -> list[dict]:
-    boxes = detector.detect(image)[:, :4]
-    if len(boxes) == 0 and whole_if_none:
+                   clahe: float = 0.0, whole_if_none: bool = False, align: bool = True) -> list[dict]:
+    """One row per face (left to right, then top to bottom). align: level the eyes of
+    each crop where the detector gives eye landmarks (`crop_face`'s roll)."""
+    dets = detector.detect(image)
+    if len(dets) == 0 and whole_if_none:
         # A face crop already (a data set image): the whole image is the face.
-        boxes = np.array([[0, 0, image.shape[1], image.shape[0]]], dtype=np.float32)
+        dets = np.array([[0, 0, image.shape[1], image.shape[0], 1.0, 0.0]], dtype=np.float32)
         margin = 0.0
-    order = np.lexsort((boxes[:, 1], boxes[:, 0])) if len(boxes) else []
-    boxes = boxes[order] if len(boxes) else boxes
-    probs = clf.classify([crop_face(image, b, margin) for b in boxes], clahe)
+    order = np.lexsort((dets[:, 1], dets[:, 0])) if len(dets) else []
+    dets = dets[order] if len(dets) else dets
+    boxes = dets[:, :4]
+    probs = clf.classify([crop_face(image, d[:4], margin, float(d[5]) if align else 0.0) for d in dets], clahe)
     rows = []
     if not len(probs):
         return rows

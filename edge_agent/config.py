@@ -81,6 +81,7 @@ class ClassifierSection:
     margin: float = 0.1  # crop margin, as a fraction of the face box on each side
     clahe: bool = False
     clahe_clip: float = 2.0
+    align: bool = True  # rotate crops so the eyes are level, where the detector gives eye landmarks (YuNet)
 
 
 @dataclass

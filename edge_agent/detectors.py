@@ -1,4 +1,6 @@
-"""Face detectors behind one interface: `detect(frame) -> Nx5 array of x, y, w, h, score`.
+"""Face detectors behind one interface: `detect(frame) -> Nx6 array of x, y, w, h, score,
+roll` — roll is the eye line's angle in degrees (image coordinates, clockwise positive)
+where the detector gives eye landmarks (YuNet), else 0.
 
 Haar (ships with OpenCV, the default) and YuNet (`cv2.FaceDetectorYN`, when a model file
 is configured). Both run on a frame downscaled to `detect_width`: detection cost grows
@@ -50,8 +52,10 @@ class FaceDetector:
             frame, (round(frame.shape[1] * scale), round(frame.shape[0] * scale)), interpolation=cv2.INTER_AREA)
         boxes = self._detect(small, scale)
         if len(boxes) == 0:
-            return np.zeros((0, 5), dtype=np.float32)
-        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 5)
+            return np.zeros((0, 6), dtype=np.float32)
+        boxes = np.asarray(boxes, dtype=np.float32)
+        if boxes.shape[1] == 5:  # no landmarks: roll unknown, taken as level
+            boxes = np.hstack([boxes, np.zeros((len(boxes), 1), np.float32)])
         boxes[:, :4] /= scale
         keep = (boxes[:, 2] >= self.min_face) & (boxes[:, 3] >= self.min_face)
         return boxes[keep]
@@ -107,7 +111,9 @@ class YuNetDetector(FaceDetector):
         _, faces = self._net.detect(image)
         if faces is None or len(faces) == 0:
             return []
-        return np.hstack([faces[:, :4], faces[:, 14:15]])
+        # Landmarks 4:6 and 6:8 are the eye on the image's left and the one on its right.
+        roll = np.degrees(np.arctan2(faces[:, 7] - faces[:, 5], faces[:, 6] - faces[:, 4]))
+        return np.hstack([faces[:, :4], faces[:, 14:15], roll[:, None]])
 
 
 def make_detector(cfg: DetectorSection) -> FaceDetector:

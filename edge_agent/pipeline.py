@@ -79,6 +79,7 @@ class FramePipeline:
         self.tracker.max_missed, self.tracker.follow = t.max_missed, t.follow
         self.smoother.configure(s.method, s.alpha, s.window, s.emit_interval_s, s.min_frames)
         self.margin = cfg.classifier.margin
+        self.align = cfg.classifier.align
         self.clahe = cfg.classifier.clahe_clip if cfg.classifier.clahe else 0.0
 
     def track_name(self, track_id: int) -> str:
@@ -111,7 +112,8 @@ class FramePipeline:
         self.seen = []
         events: list[dict] = []
         if tracks:
-            probs = clf.classify([crop_face(image, t.box, self.margin) for t in tracks], self.clahe)
+            probs = clf.classify([crop_face(image, t.box, self.margin, t.roll if self.align else 0.0)
+                                  for t in tracks], self.clahe)
             self.seen = [(t.id, t.box.copy(), p) for t, p in zip(tracks, probs)]
             t3 = time.perf_counter()
             self.timer.add("classify", t3 - t2)

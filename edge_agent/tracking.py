@@ -38,6 +38,7 @@ class Track:
     hits: int = 1  # detections matched
     missed: int = 0  # consecutive detection rounds without a match
     lost: bool = False  # following failed since the last detection
+    roll: float = 0.0  # the eye line's angle at the last detection (degrees; 0 without landmarks)
     template: np.ndarray | None = field(default=None, repr=False)
     _scale: float = 1.0
     _offset: tuple = (0.0, 0.0)
@@ -60,7 +61,10 @@ class FaceTracker:
     # Detection frames -----------------------------------------------------------------
     def update(self, detections: np.ndarray, frame: np.ndarray) -> None:
         """Match detections (N, >=4) to tracks; start new tracks; end stale ones."""
-        dets = np.asarray(detections, dtype=np.float32).reshape(-1, detections.shape[1] if len(detections) else 5)[:, :4]
+        raw = np.asarray(detections, dtype=np.float32)
+        raw = raw.reshape(-1, raw.shape[1]) if raw.size else np.zeros((0, 6), np.float32)
+        dets = raw[:, :4]
+        rolls = raw[:, 5] if raw.shape[1] > 5 else np.zeros(len(raw), np.float32)
         boxes = np.array([t.box for t in self.tracks], dtype=np.float32).reshape(-1, 4)
         overlap = iou(boxes, dets)
         matched_t, matched_d = set(), set()
@@ -75,6 +79,7 @@ class FaceTracker:
                 matched_d.add(di)
                 t = self.tracks[ti]
                 t.box, t.hits, t.missed, t.lost = dets[di].copy(), t.hits + 1, 0, False
+                t.roll = float(rolls[di])
         self.ended = []
         kept = []
         for i, t in enumerate(self.tracks):
@@ -86,7 +91,7 @@ class FaceTracker:
             kept.append(t)
         for di in range(len(dets)):
             if di not in matched_d:
-                kept.append(Track(next(self._ids), dets[di].copy()))
+                kept.append(Track(next(self._ids), dets[di].copy(), roll=float(rolls[di])))
         self.tracks = kept
         if self.follow:
             gray = _gray(frame)

@@ -11,6 +11,7 @@ BENCHES = {
     "backend": "tests.bench.bench_backend",
     "finetune": "tests.bench.bench_finetune",
     "privacy": "tests.bench.bench_privacy",
+    "detection": "tests.bench.bench_detection",
 }
 
 
