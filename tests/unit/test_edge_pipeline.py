@@ -213,3 +213,27 @@ def test_an_offline_agent_runs_several_cameras_into_its_outbox(tmp_path):
     events = [json.loads(b) for (b,) in db.execute("SELECT body FROM events")]
     assert {e["camera"] for e in events} == {"a", "b"}
     assert len({(e["camera"], e["track"]) for e in events}) >= 4
+
+
+def test_an_aligned_crop_has_its_eyes_level():
+    """crop_face with the eye line's roll (the YuNet landmark formula) rotates the crop so
+    two points on that line end up on one row; roll 0 is the plain crop."""
+    import math
+
+    import cv2
+
+    from edge_agent.classifier import crop_face
+
+    img = np.zeros((300, 300, 3), np.uint8)
+    cx, cy, half, tilt = 150.0, 150.0, 40.0, 20.0
+    dx, dy = half * math.cos(math.radians(tilt)), half * math.sin(math.radians(tilt))
+    left, right = (round(cx - dx), round(cy - dy)), (round(cx + dx), round(cy + dy))
+    cv2.circle(img, left, 4, (255, 255, 255), -1)
+    cv2.circle(img, right, 4, (255, 255, 255), -1)
+    roll = math.degrees(math.atan2(right[1] - left[1], right[0] - left[0]))  # as detectors.YuNetDetector
+    box = (cx - 60, cy - 60, 120, 120)
+    crop = crop_face(img, box, 0.0, roll)
+    ys, xs = np.nonzero(crop[..., 0] > 128)
+    left_half, right_half = ys[xs < crop.shape[1] / 2], ys[xs >= crop.shape[1] / 2]
+    assert abs(left_half.mean() - right_half.mean()) < 1.5  # level
+    assert crop_face(img, box, 0.0, 1.0).shape == crop_face(img, box, 0.0).shape == (120, 120, 3)
