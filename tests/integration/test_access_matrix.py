@@ -6,7 +6,7 @@ from rest_framework.test import APIClient
 
 from apps.accounts.models import ApiToken, Role
 from apps.accounts.secrets import new_secret
-from tests.conftest import api_as, page_as
+from tests.support import api_as, page_as
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from apps.accounts.models import ApiToken, AuditEvent, Role
 from apps.accounts.secrets import new_secret
 from apps.alerts.models import Alert, AlertRule, AlertState
 
-from tests.conftest import api_as, page_as
+from tests.support import api_as, page_as
 
 from .alerts_support import evaluate, feed, make_rule
 

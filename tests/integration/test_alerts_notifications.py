@@ -166,7 +166,7 @@ def mail_settings(**env):
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.support import ROOT
 
     code = ("import django, json; django.setup(); from django.conf import settings as s; print(json.dumps({k: "
             "getattr(s, k, None) for k in ('EMAIL_BACKEND', 'EMAIL_HOST', 'EMAIL_PORT', 'EMAIL_HOST_USER', "

@@ -191,7 +191,7 @@ def test_enrolled_agent_streams_the_faces_of_a_video(enrolled, tenant, platform_
 
 @pytest.mark.shared_model("yunet/face_detection_yunet.onnx")
 def test_an_agent_with_yunet_streams_every_face_of_a_video(enrolled):
-    from tests.conftest import shared_model
+    from tests.support import shared_model
 
     detector = f'[detector]\nkind = "yunet"\nmodel = "{shared_model("yunet/face_detection_yunet.onnx")}"\n'
     agent = enrolled(frames=120, n_faces=3, extra=detector)

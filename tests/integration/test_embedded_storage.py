@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from tests.conftest import ROOT, clean_env
+from tests.support import ROOT, clean_env
 
 from .ingest_scenario import run
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edge_agent.labels import FER2013_CLASSES
-from tests.conftest import dataset_path
+from tests.support import dataset_path
 
 FER_ZIP = "fer2013/fer2013.zip"
 pytestmark = pytest.mark.dataset(FER_ZIP)

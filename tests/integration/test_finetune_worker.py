@@ -17,7 +17,7 @@ from apps.datasets import importer
 from apps.datasets.models import Dataset, Subject
 from apps.training import jobs
 from apps.training.models import FineTuneJob
-from tests.conftest import api_as, page_as
+from tests.support import api_as, page_as
 from tests.research_data import itch_zip
 
 pytestmark = pytest.mark.timeout(600)

@@ -4,7 +4,7 @@ import sys
 import pytest
 import yaml
 
-from tests.conftest import ROOT, PlatformServer, clean_env, free_port
+from tests.support import ROOT, PlatformServer, clean_env, free_port
 
 
 @pytest.mark.django_db

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from apps.accounts.models import Role
 from apps.training.models import ModelVersion
-from tests.conftest import page_as
+from tests.support import page_as
 
 pytestmark = pytest.mark.django_db
 NOT_IDS = ["abc", "²", "1\x00", "9" * 5000, "-1", "1.5", "00000000-0000-0000-0000-00000000000g", " "]

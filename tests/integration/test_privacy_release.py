@@ -156,7 +156,7 @@ def test_an_outage_is_released_only_after_the_board_had_time_to_catch_up(tenant,
 
 def test_board_health_is_for_the_people_who_install_boards(tenant, make_user):
     from apps.accounts.models import Role
-    from tests.conftest import api_as
+    from tests.support import api_as
 
     from rest_framework.test import APIClient
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge_agent.labels import FER2013_CLASSES, VALENCE_CLASSES, valence_of
-from tests.conftest import shared_model
+from tests.support import shared_model
 from tests.unit.test_edge_cli import run
 from tests.unit.test_edge_helpers import scene_video
 

@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import free_port, shared_model
+from tests.support import free_port, shared_model
 from tests.unit.test_edge_cli import ROOT, run
 from tests.unit.test_edge_helpers import scene_video
 

@@ -21,7 +21,7 @@ from workers.data.synthetic import (
     write_manifest,
 )
 
-from tests.conftest import dataset_path
+from tests.support import dataset_path
 
 FER_ZIP = dataset_path("fer2013/fer2013.zip")
 
