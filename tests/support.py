@@ -143,3 +143,12 @@ def page_as(user):
     client = Client()
     client.force_login(user)
     return client
+
+
+def login(page, server, username, password="a-long-test-password"):
+    """Log a Playwright `page` in on `server` through the login form, as a person would."""
+    page.goto(f"{server.url}/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/login/" not in url)

@@ -31,11 +31,3 @@ def page(browser):
     page = context.new_page()
     yield page
     context.close()
-
-
-def login(page, server, username, password="a-long-test-password"):
-    page.goto(f"{server.url}/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda url: "/login/" not in url)

@@ -4,7 +4,7 @@ import pytest
 from apps.alerts.models import Alert
 from tests.integration.alerts_support import evaluate, feed, make_rule
 
-from .conftest import login
+from tests.support import login
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("exact_counts")]
 

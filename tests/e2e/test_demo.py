@@ -15,7 +15,7 @@ from django.core.management import call_command
 from apps.alerts.models import Alert
 from apps.sites.models import Site
 
-from .conftest import login
+from tests.support import login
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 

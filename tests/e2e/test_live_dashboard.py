@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from tests.telemetry_support import release_minutes
 
-from .conftest import login
+from tests.support import login
 
 pytestmark = pytest.mark.browser
 

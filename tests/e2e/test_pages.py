@@ -11,7 +11,7 @@ from apps.sites.models import Device, EnrollmentCode
 
 from tests.telemetry_support import release_minutes
 
-from .conftest import login
+from tests.support import login
 
 pytestmark = pytest.mark.browser
 

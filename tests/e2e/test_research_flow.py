@@ -13,7 +13,7 @@ from django.conf import settings
 from apps.accounts.models import Role
 from tests.research_data import itch_zip
 
-from .conftest import login
+from tests.support import login
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 

@@ -9,7 +9,6 @@ from django.core.files.storage import default_storage
 from rest_framework.test import APIClient
 
 from apps.accounts.models import Role
-from apps.datasets import importer
 from apps.datasets.models import Dataset, DatasetImport, Sample, Subject
 from tests.research_data import itch_zip
 
