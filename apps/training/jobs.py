@@ -127,7 +127,7 @@ def reap_if_stale(job: FineTuneJob) -> FineTuneJob:
         reason = (f"the worker running this job ({job.worker or 'unknown'}) stopped responding; "
                   f"last heartbeat {beat.isoformat(timespec='seconds')}")
         n = FineTuneJob.objects.filter(pk=job.pk, status=FineTuneJob.Status.RUNNING, heartbeat_at=job.heartbeat_at).update(
-            status=FineTuneJob.Status.FAILED, error=reason, finished_at=timezone.now())
+            status=FineTuneJob.Status.FAILED, error=reason, worker_lost=True, finished_at=timezone.now())
         if n:
             job.refresh_from_db()
     return job

@@ -96,6 +96,9 @@ class FineTuneJob(models.Model):
     withdrawn_subjects = models.JSONField(
         default=list, blank=True, help_text="subjects it was trained or selected with who withdrew consent since")
     error = models.TextField(blank=True)
+    # Set with FAILED when the job's worker went silent (reaped): a redelivered task may
+    # still retry it. State is in fields, never read back from `error`'s wording.
+    worker_lost = models.BooleanField(default=False)
     log = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
     celery_task_id = models.CharField(max_length=64, blank=True)

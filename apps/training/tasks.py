@@ -54,7 +54,7 @@ def _claim(job_id) -> FineTuneJob | None:
         if job is None or job.status in (FineTuneJob.Status.SUCCEEDED, FineTuneJob.Status.CANCELLED):
             return None
         lost = job.status == FineTuneJob.Status.RUNNING or (
-            job.status == FineTuneJob.Status.FAILED and job.error.startswith("the worker running this job"))
+            job.status == FineTuneJob.Status.FAILED and job.worker_lost)
         if job.status == FineTuneJob.Status.FAILED and not lost:
             return None
         if job.cancel_requested:
@@ -62,7 +62,7 @@ def _claim(job_id) -> FineTuneJob | None:
             job.save()
             return None
         if lost and job.attempts >= max_attempts():
-            job.status, job.finished_at = FineTuneJob.Status.FAILED, timezone.now()
+            job.status, job.finished_at, job.worker_lost = FineTuneJob.Status.FAILED, timezone.now(), False
             job.error = (f"the worker running this job died {job.attempts} time(s) (killed, out of memory or "
                          f"lost); not retried again. Last worker: {job.worker or 'unknown'}")
             job.save()
@@ -70,7 +70,7 @@ def _claim(job_id) -> FineTuneJob | None:
         if lost:
             job.log += f"{timezone.now():%H:%M:%S} attempt {job.attempts} lost with its worker; retrying\n"
         job.attempts += 1
-        job.status, job.error = FineTuneJob.Status.RUNNING, ""
+        job.status, job.error, job.worker_lost = FineTuneJob.Status.RUNNING, "", False
         job.started_at = job.heartbeat_at = timezone.now()
         job.finished_at = None
         job.worker_pid = os.getpid()

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from apps.accounts.models import Role
 from apps.datasets.models import Dataset
-from apps.training import tasks
+from apps.training import jobs, tasks
 from apps.training.models import FineTuneJob
 
 
@@ -59,6 +59,21 @@ def test_a_redelivered_job_is_retried_once_then_failed(job, monkeypatch):
     assert tasks._claim(job.pk) is None  # and died again
     job.refresh_from_db()
     assert job.status == "failed" and "died 2 time(s)" in job.error
+
+
+def test_a_reaped_job_is_retried_on_redelivery_and_a_plain_failure_is_not(job):
+    """Whether a failed job may be retried is a field the reaper sets, not its message's wording."""
+    job, _ = job
+    stale = timezone.now() - timedelta(minutes=5)
+    FineTuneJob.objects.filter(pk=job.pk).update(status="running", attempts=1, started_at=stale, heartbeat_at=stale)
+    job.refresh_from_db()
+    assert jobs.reap_if_stale(job).worker_lost
+    FineTuneJob.objects.filter(pk=job.pk).update(error="reworded by a translator")
+    claimed = tasks._claim(job.pk)
+    assert claimed is not None and claimed.status == "running" and not claimed.worker_lost
+    FineTuneJob.objects.filter(pk=job.pk).update(status="failed", error="the worker running this job ... (an "
+                                                 "ordinary failure that merely sounds like one)", worker_lost=False)
+    assert tasks._claim(job.pk) is None
 
 
 def ws_connect(user, job_id):
