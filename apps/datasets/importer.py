@@ -176,7 +176,30 @@ def _csv_rows(zf, info, plan, required):
 
 
 def plan_import(dataset, zf: zipfile.ZipFile) -> _Plan:
+    """Everything an import would store, checked before anything is: the archive's
+    members, then subjects.csv's consent records, then each manifest row's image. Raises
+    ImportRejected for an archive that cannot be planned at all; otherwise the plan's
+    `errors` list every refused file (any error refuses the whole import)."""
     plan = _Plan()
+    members, manifest = _check_members(zf, plan)
+    root = posixpath.dirname(manifest)
+    subjects_name = posixpath.join(root, SUBJECTS) if root else SUBJECTS
+    known = {s.code: s for s in dataset.subjects.all()}
+    if subjects_name in members:
+        _check_subjects(zf, members[subjects_name], subjects_name, known, plan)
+    listed = _check_manifest(dataset, zf, members, manifest, root, known, plan) | {manifest, subjects_name}
+    for name in members:
+        if name not in listed:
+            plan.reject(name, f"not listed in {MANIFEST}")
+    if not plan.samples and not plan.errors:
+        plan.reject(manifest, "lists no images")
+    return plan
+
+
+def _check_members(zf: zipfile.ZipFile, plan: _Plan) -> tuple[dict, str]:
+    """The archive's usable members by normalised name, and the manifest's name (the
+    shallowest). Unsafe names, links, encrypted or oversized entries and zip bombs are
+    refused; OS metadata is ignored."""
     infos = zf.infolist()
     if len(infos) > _limit('IMPORT_MAX_ENTRIES'):
         raise ImportRejected([{"file": "(archive)", "reason": f"{len(infos)} entries; at most {_limit('IMPORT_MAX_ENTRIES')}"}])
@@ -205,33 +228,37 @@ def plan_import(dataset, zf: zipfile.ZipFile) -> _Plan:
     if manifest is None:
         plan.reject("(archive)", f"no {MANIFEST} (columns path,label,is_worker,subject_id)")
         raise ImportRejected(plan.errors)
-    root = posixpath.dirname(manifest)
-    subjects_name = posixpath.join(root, SUBJECTS) if root else SUBJECTS
+    return members, manifest
 
-    known = {s.code: s for s in dataset.subjects.all()}
-    if subjects_name in members:
-        rows = _csv_rows(zf, members[subjects_name], plan, ("subject_id", "is_worker", "consent_given_at", "consent_scope"))
-        for n, row in enumerate(rows or [], start=2):
-            where = f"{subjects_name}:{n}"
-            code = (row["subject_id"] or "").strip()
-            worker = _parse_bool(row["is_worker"])
-            given = _parse_when(row["consent_given_at"])
-            scope = (row["consent_scope"] or "").strip()
-            if not code or len(code) > 64:
-                plan.reject(where, "subject_id must be 1-64 characters")
-            elif worker is None:
-                plan.reject(where, f"is_worker must be 1/0/true/false, not {row['is_worker']!r}")
-            elif given is None or not scope:
-                plan.reject(where, f"subject {code}: consent needs consent_given_at (a date) and consent_scope")
-            elif given > timezone.now():
-                plan.reject(where, f"subject {code}: consent_given_at is in the future")
-            elif code in known and known[code].is_worker != worker:
-                plan.reject(where, f"subject {code} is already recorded as {'a worker' if known[code].is_worker else 'a non-worker'}")
-            else:
-                plan.new_subjects[code] = {"is_worker": worker, "consent_given_at": given, "consent_scope": scope[:300]}
 
+def _check_subjects(zf, info, subjects_name, known, plan: _Plan) -> None:
+    """subjects.csv: each row a consent record (plan.new_subjects), or the row's reason."""
+    rows = _csv_rows(zf, info, plan, ("subject_id", "is_worker", "consent_given_at", "consent_scope"))
+    for n, row in enumerate(rows or [], start=2):
+        where = f"{subjects_name}:{n}"
+        code = (row["subject_id"] or "").strip()
+        worker = _parse_bool(row["is_worker"])
+        given = _parse_when(row["consent_given_at"])
+        scope = (row["consent_scope"] or "").strip()
+        if not code or len(code) > 64:
+            plan.reject(where, "subject_id must be 1-64 characters")
+        elif worker is None:
+            plan.reject(where, f"is_worker must be 1/0/true/false, not {row['is_worker']!r}")
+        elif given is None or not scope:
+            plan.reject(where, f"subject {code}: consent needs consent_given_at (a date) and consent_scope")
+        elif given > timezone.now():
+            plan.reject(where, f"subject {code}: consent_given_at is in the future")
+        elif code in known and known[code].is_worker != worker:
+            plan.reject(where, f"subject {code} is already recorded as {'a worker' if known[code].is_worker else 'a non-worker'}")
+        else:
+            plan.new_subjects[code] = {"is_worker": worker, "consent_given_at": given, "consent_scope": scope[:300]}
+
+
+def _check_manifest(dataset, zf, members, manifest, root, known, plan: _Plan) -> set:
+    """manifest.csv: each row's image checked (label, subject and consent, presence,
+    type, pixels, duplicates) and planned (plan.samples). Returns the names it listed."""
     rows = _csv_rows(zf, members[manifest], plan, ("path", "label", "is_worker", "subject_id"))
-    listed, seen_sha = {manifest, subjects_name}, {}
+    listed, seen_sha = set(), {}
     stored_sha = set(dataset.samples.values_list("sha256", flat=True))
     for n, row in enumerate(rows or [], start=2):
         rel = normalize_name((row["path"] or "").strip())
@@ -292,12 +319,7 @@ def plan_import(dataset, zf: zipfile.ZipFile) -> _Plan:
             "width": checked[0], "height": checked[1], "context": (row.get("context") or "").strip()[:200],
             "original_name": name[:300],
         })
-    for name in members:
-        if name not in listed:
-            plan.reject(name, f"not listed in {MANIFEST}")
-    if not plan.samples and not plan.errors:
-        plan.reject(manifest, "lists no images")
-    return plan
+    return listed
 
 
 def import_zip(dataset, upload, user=None) -> DatasetImport:
