@@ -68,6 +68,21 @@ class Latest:
             return self.seq, self.jpeg
 
 
+def host_allowed(header: str) -> bool:
+    """A request's Host is an IP address or this board's own name. A page elsewhere in the
+    viewer's browser could otherwise reach the camera through DNS rebinding (a name it
+    controls, re-pointed at this address), which only works with a name."""
+    name = header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+    name = name.strip("[]").rstrip(".").lower()
+    if not name:
+        return False
+    try:
+        ipaddress.ip_address(name.split("]")[0])
+        return True
+    except ValueError:
+        return name in {"localhost", socket.gethostname().lower(), socket.getfqdn().lower()}
+
+
 def make_server(host: str, port: int, latest: Latest, stop: threading.Event) -> ThreadingHTTPServer:
     """The MJPEG server (`/` a page, `/stream` multipart JPEG). Raises PreviewError when
     the port is taken."""
@@ -77,6 +92,11 @@ def make_server(host: str, port: int, latest: Latest, stop: threading.Event) -> 
             pass
 
         def do_GET(self):  # noqa: N802 - http.server's name
+            # Only the addresses it is served on: a web page the viewer has open elsewhere
+            # cannot reach the camera through DNS rebinding.
+            if not host_allowed(self.headers.get("Host", "")):
+                self.send_error(403, "unexpected Host header")
+                return
             if self.path == "/":
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html; charset=utf-8")

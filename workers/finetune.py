@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -111,8 +112,14 @@ def _carve_validation(idx: np.ndarray, subjects: np.ndarray, labels: np.ndarray,
         raise FinetuneError("the training side has one subject; validation subjects are carved from it, "
                             "so the data set needs more subjects (or a smaller test fraction)")
     n_val = min(n - 1, max(1, round(fraction * n)))
-    gss = GroupShuffleSplit(n_splits=1, test_size=n_val, random_state=seed)
-    tr, va = next(gss.split(idx, labels[idx], groups=groups))
+    # The validation side judges the model, so it should hold every class the training
+    # side has: the first of a few carves that does (else the last one tried).
+    wanted = set(np.unique(labels[idx]).tolist())
+    for attempt in range(50):
+        gss = GroupShuffleSplit(n_splits=1, test_size=n_val, random_state=seed + attempt)
+        tr, va = next(gss.split(idx, labels[idx], groups=groups))
+        if set(np.unique(labels[idx][va]).tolist()) == wanted:
+            break
     return idx[tr], idx[va]
 
 
@@ -131,8 +138,11 @@ def subject_splits(subjects, labels, mode: str = "holdout", test_fraction: float
     labels = np.asarray(labels)
     n_subjects = len(np.unique(subjects))
     if mode == "holdout":
-        if n_subjects < 3:
-            raise FinetuneError("a train / validation / test split by subject needs at least 3 subjects")
+        n_test = math.ceil(test_fraction * n_subjects)  # as GroupShuffleSplit counts it
+        if n_subjects - n_test < 2 or n_test < 1:
+            raise FinetuneError(
+                f"a test share of {test_fraction:g} of {n_subjects} subjects leaves {n_subjects - n_test} for training "
+                "and validation; at least 2 are needed (add subjects or lower the test share)")
         gss = GroupShuffleSplit(n_splits=1, test_size=test_fraction, random_state=seed)
         pairs = [next(gss.split(subjects, labels, groups=subjects))]
     elif mode == "kfold":
@@ -319,7 +329,11 @@ def quality_gate(validation: dict, base_validation: dict | None, select: str) ->
     if bal is not None and bal <= CHANCE_BALANCED_ACCURACY:
         reasons.append(f"validation balanced accuracy {bal:.3f} is at chance (1/3 for three classes)")
     auc = validation.get("auc")
-    if auc is not None and auc <= CHANCE_AUC:
+    missing = [c for c, v in (validation.get("per_class") or {}).items() if not v.get("support")]
+    if missing or auc is None:
+        reasons.append(f"the validation subjects hold no {' or '.join(missing) or 'two'} images, so the model "
+                       "cannot be judged (add subjects or raise the validation share)")
+    elif auc <= CHANCE_AUC:
         reasons.append(f"validation AUC {auc:.3f} is at chance (0.5)")
     key = SELECT_KEYS[select]
     mine, theirs = validation.get(key), (base_validation or {}).get(key)

@@ -142,9 +142,10 @@ def promote(version: ModelVersion, user, override: str = "") -> ModelVersion:
     Raises Blocked for a version with blockers and no admin override."""
     with transaction.atomic():
         require_usable(version, user, override, "promoted")
-        ModelVersion.objects.filter(organisation=version.organisation, name=version.name,
-                                    status=ModelVersion.Status.PROMOTED).exclude(pk=version.pk).update(
-            status=ModelVersion.Status.CANDIDATE)
+        demoted = ModelVersion.objects.filter(organisation=version.organisation, name=version.name,
+                                              status=ModelVersion.Status.PROMOTED).exclude(pk=version.pk)
+        demoted.filter(rejected_reasons=[]).update(status=ModelVersion.Status.CANDIDATE)
+        demoted.update(status=ModelVersion.Status.REJECTED)  # promoted by an override: rejected it stays
         version.status = ModelVersion.Status.PROMOTED
         version.promoted_at, version.promoted_by = timezone.now(), user
         version.save(update_fields=["status", "promoted_at", "promoted_by"])

@@ -132,8 +132,9 @@ def on_heartbeat(device: Device):
             _advance(dep, device)
 
 
-def rollback(dep: Deployment, user) -> Deployment:
-    """Every board of the site goes back to what it was asked to run before `dep`."""
+def rollback(dep: Deployment, user, reason: str = "") -> Deployment:
+    """Every board of the site goes back to what it was asked to run before `dep`.
+    user None: the system did it (`reason` says why)."""
     from .registry import shipped_version
 
     if dep.status in (Deployment.Status.ROLLED_BACK, Deployment.Status.SUPERSEDED):
@@ -153,7 +154,8 @@ def rollback(dep: Deployment, user) -> Deployment:
                 known = None
             _desire(d, known or shipped_version())
         dep.status = Deployment.Status.ROLLED_BACK
-        dep.note(f"rolled back by {user}")
+        dep.note(f"rolled back by {user or 'Affectwatch'}" + (f": {reason}" if reason else ""))
         dep.save()
-        audit(user, "model.rollback", dep.model_version.version, organisation=dep.organisation, deployment=dep.pk)
+        audit(user, "model.rollback", dep.model_version.version, organisation=dep.organisation, deployment=dep.pk,
+              reason=reason)
     return dep

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
 import traceback
+from pathlib import Path
 
 from celery import shared_task
 from django.conf import settings
@@ -230,14 +232,16 @@ def _run(job: FineTuneJob, beat: _Heartbeat, log_line) -> ModelVersion:
             if attempt == 4:
                 raise
             log_line("the version number was taken meanwhile; trying the next one")
+        finally:
+            if not FineTuneJob.objects.filter(pk=job.pk, status=FineTuneJob.Status.SUCCEEDED).exists():
+                # No registered job lists them: pictures of faces nobody could find again go.
+                shutil.rmtree(Path(settings.MEDIA_ROOT) / job.artifact_dir / "gradcam", ignore_errors=True)
     log_line(f"registered {mv.version} ({mv.size} bytes, sha256 {mv.sha256[:12]}…)")
     return mv
 
 
 def _register(job, result, base, base_version, params, images, labels, is_worker, subjects, train_seconds):
     """Export, check and describe the trained model, and add it to the registry."""
-    from pathlib import Path
-
     from edge_agent.classifier import load_model
     from edge_agent.labels import VALENCE_CLASSES
     from workers import finetune as ft
@@ -278,12 +282,17 @@ def _register(job, result, base, base_version, params, images, labels, is_worker
                                     "pearson_r", "accuracy_std")}
     chosen = next(r for r in result.runs if r["w"] == result.best_w)
     tested = sorted({s for sp in result.splits for s in sp["test_subjects"]})
+    kfold = params.split == "kfold"
     metrics.update({
         "w": result.best_w, "base": result.base, "onnx_parity": parity,
         "validation": {k: chosen[k] for k in ("accuracy", "balanced_accuracy", "negative_recall", "auc", "macro_f1")},
         "test_subjects": tested,
-        "test_set": f"{sum(sp['n_test'] for sp in result.splits):,} images of test subjects "
-                    f"{', '.join(tested)}, scored once after every choice was made on validation subjects",
+        "test_set": (f"a {len(result.splits) - 1}-fold estimate: each of {sum(sp['n_test'] for sp in result.splits):,} "
+                     f"images of subjects {', '.join(tested)} scored once by the fold's model that never saw it; "
+                     "this version was then trained on all subjects, so no held-out score of it exists"
+                     if kfold else
+                     f"{sum(sp['n_test'] for sp in result.splits):,} images of test subjects {', '.join(tested)}, "
+                     "scored once after every choice was made on validation subjects"),
     })
     hyper = {**job.params, "chosen_w": result.best_w}
     digest = sha256_of(onnx_path)
@@ -306,10 +315,12 @@ def _register(job, result, base, base_version, params, images, labels, is_worker
     with transaction.atomic():
         # A subject who withdrew while the job ran: their pictures go, the version is
         # marked. (Subject rows are locked before the job's, as a withdrawal does.)
-        withdrawn = sorted(Subject.objects.select_for_update().filter(
-            dataset=dataset, code__in=used_subjects(result.splits) | {g["subject"] for g in gallery},
-            consent_withdrawn_at__isnull=False).values_list("code", flat=True))
-        gallery, _ = drop_pictures(gallery, set(withdrawn))
+        rows = Subject.objects.select_for_update().filter(
+            dataset=dataset, code__in=used_subjects(result.splits) | {g["subject"] for g in gallery}).order_by("pk")
+        gone = {code for code, at in rows.values_list("code", "consent_withdrawn_at") if at is not None}
+        gallery, _ = drop_pictures(gallery, gone)
+        # A base trained with a withdrawn subject passes the mark on.
+        withdrawn = sorted(gone | set(base_version.withdrawn_subjects if base_version else []))
         mv = ModelVersion.objects.create(
             organisation=org, version=version, name=name, number=number, arch=base.arch,
             labels=list(VALENCE_CLASSES), preprocess=base.spec.to_dict(), base=base_version, dataset=dataset,

@@ -39,6 +39,9 @@ def home(request):
 
 
 FORM_SESSION_KEY = "finetune_form"
+#: The fine-tune form's fields: all that is read from the POST, and kept for the page.
+FORM_FIELDS = ("base", "epochs", "lr", "batch_size", "w", "sweep", "seed", "split", "test_fraction", "val_fraction",
+               "folds", "select", "augment")
 
 
 @research_required
@@ -48,7 +51,7 @@ def start_job(request, dataset_id):
     dataset = get_object_or_404(datasets_of(request.user), pk=dataset_id)
     if request.method != "POST":
         return redirect("research:dataset", dataset.pk)
-    typed = {k: v[:200] for k, v in request.POST.items() if k != "csrfmiddlewaretoken"}
+    typed = {k: request.POST[k][:200] for k in FORM_FIELDS if k in request.POST}
     data = {k: v for k, v in typed.items() if v != "" and k not in ("base", "sweep")}
     sweep = typed.get("sweep", "").strip()
     if sweep:

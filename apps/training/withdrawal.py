@@ -32,12 +32,20 @@ def drop_pictures(gallery: list[dict], codes: set[str]) -> tuple[list[dict], lis
 
 
 def mark_version(mv: ModelVersion, codes: list[str], marked: list[str]) -> None:
-    """Add `codes` to mv.withdrawn_subjects, and to every version fine-tuned from it."""
+    """Add `codes` to mv.withdrawn_subjects, and to every version fine-tuned from it; roll
+    back their deployments still in progress or complete, so boards return to what they
+    ran before (a deployed model trained with the subject does not stay in use)."""
+    from .models import Deployment
+    from .rollout import rollback
+
     new = [c for c in codes if c not in mv.withdrawn_subjects]
     if new:
         mv.withdrawn_subjects = [*mv.withdrawn_subjects, *new]
         mv.save(update_fields=["withdrawn_subjects"])
         marked.append(mv.version)
+        for dep in Deployment.objects.filter(model_version=mv, status__in=Deployment.ACTIVE):
+            rollback(dep, None, reason=f"trained with subject(s) {', '.join(new)}, who withdrew consent")
+            marked.append(f"deployment #{dep.pk} at {dep.site.name} (rolled back)")
     for child in mv.derived.all():
         mark_version(child, codes, marked)
 

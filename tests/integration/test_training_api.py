@@ -300,9 +300,12 @@ def test_the_fine_tune_form_keeps_what_was_typed_and_shows_errors_as_sentences(w
     assert "lr: Ensure this value is less than or equal to 1.0." in html
     assert "worker_weights, item 2: A valid number is required." in html
     assert "worker_weights, item 3: Ensure this value is greater than or equal to 0.1." in html
+    import re
+
     for field, value in (("epochs", "12"), ("lr", "10"), ("batch_size", "8"), ("sweep", "1, two, 0"), ("seed", "3"),
                          ("folds", "4")):
-        assert f'name="{field}" ' in html and f'value="{value}"' in html, field
+        tag = re.search(rf'<input name="{field}"[^>]*>', html).group(0)
+        assert f'value="{value}"' in tag, tag
     assert '<option value="kfold" selected>' in html and '<option value="auc" selected>' in html
     # the typed values are shown once: the next visit has the defaults again
     assert 'name="epochs" type="number" value="30"' in c.get(f"/research/datasets/{world['ds'].id}/").content.decode()
@@ -351,3 +354,41 @@ def test_two_versions_compare_side_by_side_and_another_tenants_is_not_offered(wo
     res = c.get(f"/research/models/compare/?v={mv.pk}&v={rival_mv.pk}", follow=True)
     assert res.status_code == 200 and "Tick two model versions" in res.content.decode()
     assert "other-x@1" not in res.content.decode()
+
+
+def test_a_withdrawal_marks_derived_versions_and_rolls_back_their_deployments(world):
+    from apps.datasets.models import Subject
+    from apps.datasets.services import withdraw_consent
+
+    tenant, mv, job, boards = world["tenant"], world["mv"], world["job"], world["boards"]
+    subject = Subject.objects.create(dataset=world["ds"], code="S01", is_worker=True,
+                                     consent_given_at=timezone.now(), consent_scope="training")
+    FineTuneJob.objects.filter(pk=job.pk).update(results={"splits": [
+        {"fold": 1, "train_subjects": ["S01", "S02"], "val_subjects": ["S03"], "test_subjects": ["S04"]}]})
+    child = ModelVersion.objects.create(organisation=tenant.org, version="acme-itch@2", name="acme-itch", number=2,
+                                        base=mv, onnx_file=mv.onnx_file, sha256=mv.sha256)
+    researcher = world["users"]["researcher"]
+    dep_id = api(researcher).post(f"/api/v1/model-versions/{mv.id}/deploy/",
+                                  {"site": tenant.site.id, "canary": str(boards[0].pk)}).json()["id"]
+    heartbeat(tenant.token, "acme-itch@1")  # the canary runs it: rolling out to the rest
+    done = withdraw_consent(subject, researcher)
+    mv.refresh_from_db()
+    child.refresh_from_db()
+    assert mv.withdrawn_subjects == ["S01"] and child.withdrawn_subjects == ["S01"]  # and what was made from it
+    dep = Deployment.objects.get(pk=dep_id)
+    assert dep.status == "rolled_back" and "withdrew consent" in dep.events[-1]["event"]
+    assert any("rolled back" in m for m in done["marked"])
+    boards[0].refresh_from_db()
+    assert boards[0].desired_model_version != "acme-itch@1"  # asked for what it ran before
+
+
+def test_a_rejected_version_promoted_by_override_stays_rejected_when_superseded(world):
+    mv = world["mv"]
+    ModelVersion.objects.filter(pk=mv.pk).update(status="rejected", rejected_reasons=["validation AUC 0.500 is at chance (0.5)"])
+    admin = api(world["users"]["admin"])
+    assert admin.post(f"/api/v1/model-versions/{mv.id}/promote/", {"override": "pilot"}).json()["status"] == "promoted"
+    other = ModelVersion.objects.create(organisation=mv.organisation, version="acme-itch@2", name="acme-itch",
+                                        number=2, onnx_file=mv.onnx_file, sha256=mv.sha256)
+    assert admin.post(f"/api/v1/model-versions/{other.id}/promote/").json()["status"] == "promoted"
+    mv.refresh_from_db()
+    assert mv.status == "rejected"

@@ -64,6 +64,13 @@ def shows_faces(args, tmp_path):
         assert page.status_code == 200 and '<img src="/stream"' in page.text
         frame = cv2.imdecode(np.frombuffer(first_jpeg(f"http://127.0.0.1:{port}"), np.uint8), cv2.IMREAD_COLOR)
         assert frame.shape == (480, 640, 3)
+        # boxes and captions are drawn: the valence colours (positive green, for the
+        # smiling photo) cover a good many pixels, which the scene itself never has
+        green = (np.abs(frame.astype(int) - (80, 190, 80)).max(axis=2) < 40).sum()
+        assert green > 2000, green
+        # a page elsewhere in the browser, through a name it controls, is refused
+        rebound = requests.get(f"http://127.0.0.1:{port}/", headers={"Host": f"attacker.example:{port}"}, timeout=5)
+        assert rebound.status_code == 403
     finally:
         _, err = stop(proc)
     assert "nothing is stored or sent" in err and "Traceback" not in err

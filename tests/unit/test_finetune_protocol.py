@@ -37,14 +37,34 @@ def test_no_subject_is_on_two_sides_and_validation_comes_from_the_training_side(
         assert sorted(tested) == sorted(set(subjects))  # every subject tested exactly once
 
 
-@pytest.mark.parametrize("mode, n_subjects, message", [
-    ("holdout", 2, "at least 3 subjects"),
-    ("kfold", 5, "at least 6 subjects"),
+@pytest.mark.parametrize("mode, n_subjects, test_fraction, message", [
+    ("holdout", 3, 0.4, "a test share of 0.4 of 3 subjects leaves 1 for training and validation"),
+    ("holdout", 5, 0.9, "a test share of 0.9 of 5 subjects leaves 0 for training and validation"),
+    ("kfold", 5, 0.4, "at least 6 subjects"),
 ])
-def test_too_few_subjects_for_three_sides_is_a_clear_error(mode, n_subjects, message):
+def test_too_few_subjects_for_three_sides_is_a_clear_error(mode, n_subjects, test_fraction, message):
     subjects = _subjects(30, n_subjects)
     with pytest.raises(FinetuneError, match=message):
-        subject_splits(subjects, np.arange(30) % 3, mode, folds=5)
+        subject_splits(subjects, np.arange(30) % 3, mode, test_fraction=test_fraction, folds=5)
+    if mode == "holdout" and test_fraction == 0.4:  # one more subject is enough at the default share
+        assert len(subject_splits(_subjects(30, 4), np.arange(30) % 3, mode)) == 1
+
+
+def test_the_validation_carve_holds_every_class_where_it_can():
+    # Each subject has one class only: a careless carve gives validation one class.
+    subjects = np.array([f"S{i:02d}" for i in range(12) for _ in range(5)])
+    labels = np.array([i % 3 for i in range(12) for _ in range(5)])
+    for seed in range(10):
+        for sp in subject_splits(subjects, labels, "kfold", folds=3, seed=seed, val_fraction=0.4):
+            assert set(labels[sp.val]) == set(labels[sp.train]) | set(labels[sp.val])
+
+
+def test_the_gate_rejects_what_validation_cannot_judge():
+    labels = np.zeros(20, dtype=int)  # validation subjects that are all negative
+    only_negative = _scores(np.zeros(20, dtype=int), labels)
+    summary = {**_summary(only_negative), "per_class": only_negative["per_class"]}
+    reasons = quality_gate(summary, None, "accuracy")
+    assert any("hold no neutral or positive images" in r for r in reasons), reasons
 
 
 def _scores(pred, labels):
