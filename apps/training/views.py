@@ -10,8 +10,8 @@ from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 
 from apps.accounts.access import chosen, organisation_of, role_of, visible_sites
+from apps.accounts.errors import sentences
 from apps.accounts.models import Role
-from affectwatch.errors import sentences
 from apps.datasets.access import datasets_of
 from apps.datasets.views import research_required
 from apps.sites.models import Device
