@@ -4,6 +4,7 @@ from datetime import datetime, timezone
 
 from rest_framework import renderers
 
+from apps.accounts.errors import sentences
 from edge_agent.spreadsheet import SafeWriter
 
 from .trends import COLUMNS, RawJSON
@@ -45,7 +46,7 @@ class CSVRenderer(renderers.BaseRenderer):
             if rows:
                 writer.writerow(rows[0].keys())
                 writer.writerows(r.values() for r in rows)
-        else:  # errors and anything else: a single cell, never a crash
+        else:  # errors and anything else: one sentence a row, never a crash or Python's repr
             writer.writerow(["detail"])
-            writer.writerow([data.get("detail", data) if isinstance(data, dict) else data])
+            writer.writerows([line] for line in sentences(data))
         return out.getvalue().encode(self.charset)

@@ -166,6 +166,13 @@ def test_bad_range_is_400_naming_the_field(tenant, officer_client):
     now = timezone.now()
     res = officer_client.get(url, {"since": now.isoformat(), "until": (now - timedelta(hours=1)).isoformat()})
     assert res.status_code == 400 and "since" in res.json()
+    # the CSV export's errors are sentences too, never Python's ErrorDetail(...) text
+    for query, sentence in (({"since": now.isoformat(), "until": now.isoformat()}, "since: must be before until"),
+                            ({"hours": "abc"}, "hours: A valid number is required.")):
+        for path in ("trend", "heatmap", "zones"):
+            res = officer_client.get(f"/api/v1/sites/{tenant.site.id}/{path}/", {**query, "format": "csv"})
+            body = res.content.decode()
+            assert res.status_code == 400 and body.splitlines() == ["detail", sentence], (path, body)
 
 
 def test_rollups_list_filters_and_hides_small_rows(tenant, officer_client, settings):
