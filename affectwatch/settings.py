@@ -209,7 +209,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "affectwatch.schema.DocumentedErrorsSchema",
     "EXCEPTION_HANDLER": "rest_framework.views.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
@@ -220,6 +220,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Read-only fields a role may not see (a device's health for a safety officer) are
+    # left out of the answer: the schema must not promise them.
+    "COMPONENT_NO_READ_ONLY_REQUIRED": True,
 }
 
 # --- Product settings -----------------------------------------------------------------

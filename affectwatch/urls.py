@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.http import JsonResponse
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from affectwatch.health import healthz
@@ -16,12 +17,19 @@ api_v1 = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]
 
+def api_not_found(request, rest=""):
+    """Any other URL under /api/ answers in JSON, like every API answer (not Django's
+    HTML page), whatever DEBUG is."""
+    return JsonResponse({"detail": "Not found."}, status=404)
+
+
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
+    re_path(r"^api/(?P<rest>.*)$", api_not_found),
     path("", include("apps.dashboards.urls")),
     path("", include("apps.sites.urls")),
     path("", include("apps.accounts.urls")),

@@ -79,6 +79,13 @@ class SiteViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         return visible_sites(self.request.user).prefetch_related("zones")
 
+    @extend_schema(request=inline_serializer("EnrollmentCodeRequest", {
+        "zone": serializers.IntegerField(required=False, allow_null=True, help_text="a zone of this site")}),
+        responses={201: inline_serializer("NewEnrollmentCode", {
+            "id": serializers.IntegerField(), "site": serializers.IntegerField(),
+            "zone": serializers.IntegerField(allow_null=True), "hint": serializers.CharField(),
+            "created_at": serializers.DateTimeField(), "expires_at": serializers.DateTimeField(),
+            "code": serializers.CharField(help_text="the one-time code, shown only in this answer")})})
     @action(detail=True, methods=["post"], permission_classes=[ManageDevices], url_path="enrollment-codes")
     def enrollment_codes(self, request, pk=None):
         """Create a one-time enrollment code for this site. The code is shown once."""

@@ -1,5 +1,5 @@
 from django.http import FileResponse, Http404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action, api_view, authentication_classes, permission_classes
 from rest_framework.exceptions import ValidationError
@@ -122,6 +122,8 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
             raise ValidationError({"site": str(exc)}) from None
         return Response(DeploymentSerializer(dep).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(parameters=[OpenApiParameter("kind", str, OpenApiParameter.PATH, enum=["onnx", "weights", "card"])],
+                   responses={200: OpenApiResponse(description="the file")})
     @action(detail=True, methods=["get"], url_path=r"artifacts/(?P<kind>onnx|weights|card)")
     def artifacts(self, request, pk=None, kind=None):
         mv = self.get_object()

@@ -1,0 +1,35 @@
+"""The OpenAPI schema's AutoSchema: every operation documents the errors it can answer,
+so clients generated from the schema expect them (drf-spectacular documents only the
+success response unless told).
+
+Error bodies are JSON objects: `{"detail": "a sentence"}`, or for invalid input a field
+name → list of sentences (DRF's validation errors)."""
+from drf_spectacular.openapi import AutoSchema
+
+ERRORS = {
+    "400": "Invalid input: a field (or `detail`) names what is wrong",
+    "401": "Not authenticated: no, or a revoked, token or session",
+    "403": "Authenticated, but this role or token scope may not do this",
+    "404": "No such object among the caller's own (another organisation's reads as missing)",
+}
+BODY_ERRORS = {
+    "413": "Body larger than the limit (checked before it is read)",
+    "415": "Unsupported content type or encoding",
+}
+ERROR_BODY = {"type": "object", "additionalProperties": True,
+              "description": '{"detail": "..."} or {"field": ["...", ...]}'}
+
+
+class DocumentedErrorsSchema(AutoSchema):
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        errors = dict(ERRORS)
+        if self.method in ("POST", "PUT", "PATCH"):
+            errors.update(BODY_ERRORS)
+        content = {"application/json": {"schema": ERROR_BODY}}
+        if any(getattr(r, "format", "") == "csv" for r in getattr(self.view, "renderer_classes", ())):
+            # `?format=csv` answers its errors in CSV too: a `detail` column, a sentence a row
+            content["text/csv"] = {"schema": {"type": "string"}}
+        for code, description in errors.items():
+            responses.setdefault(code, {"description": description, "content": content})
+        return responses
