@@ -114,7 +114,7 @@ class FramePipeline:
         if tracks:
             probs = clf.classify([crop_face(image, t.box, self.margin, t.roll if self.align else 0.0)
                                   for t in tracks], self.clahe)
-            self.seen = [(t.id, t.box.copy(), p) for t, p in zip(tracks, probs)]
+            self.seen = [(t.id, t.box, p) for t, p in zip(tracks, probs)]  # boxes are replaced, never mutated
             t3 = time.perf_counter()
             self.timer.add("classify", t3 - t2)
             for t, p in zip(tracks, probs):

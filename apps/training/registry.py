@@ -86,6 +86,18 @@ def shipped_version() -> ModelVersion | None:
         return obj
 
 
+def card_of(version: ModelVersion) -> dict | None:
+    """The version's model card (JSON), or None when it has none or it does not parse."""
+    path = artifact_path(version.card_file) if version.card_file else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        card = json.loads(path.read_text())
+    except ValueError:
+        return None
+    return card if isinstance(card, dict) else None
+
+
 def _card_metrics(card: dict) -> dict:
     """The shipped card's headline figures under the names fine-tuned versions use
     (3-class figures: what boards stream), with the card's full metrics kept."""
@@ -125,11 +137,11 @@ def require_usable(version: ModelVersion, user, override: str = "", action: str 
     if not blockers:
         return
     override = (override or "").strip()
+    refusal = f"{version.version} cannot be {action}: " + "; ".join(blockers) + "."
     if not override:
-        raise Blocked(f"{version.version} cannot be {action}: " + "; ".join(blockers) + ".")
+        raise Blocked(refusal)
     if role_of(user) != Role.ADMIN:
-        raise Blocked(f"{version.version} cannot be {action}: " + "; ".join(blockers)
-                      + ". Only an administrator may override this.")
+        raise Blocked(refusal + " Only an administrator may override this.")
     note = f"{timezone.now():%Y-%m-%d %H:%M} UTC, {user}: {action} despite: {'; '.join(blockers)}. Reason: {override}"
     version.override_note = "\n".join(filter(None, [version.override_note, note]))[-4000:]
     version.save(update_fields=["override_note"])

@@ -110,7 +110,7 @@ def version_detail(request, version_id):
     sites = visible_sites(request.user).prefetch_related("devices")
     deployments = Deployment.objects.filter(model_version=mv, organisation=org,
                                             site__in=visible_sites(request.user)).select_related("site", "canary")
-    card = _card(mv)
+    card = registry.card_of(mv)
     for dep in deployments:  # where each board of the site stands
         dep.boards = [{"name": d.name, "runs": d.model_version or "—", "asked": d.desired_model_version,
                        "canary": d.pk == dep.canary_id, "online": d.online}
@@ -120,15 +120,6 @@ def version_detail(request, version_id):
         "is_admin": role_of(request.user) == Role.ADMIN,
         "card": json.dumps(card, indent=1) if card else None,
     })
-
-
-def _card(mv) -> dict | None:
-    if mv.card_file and registry.artifact_path(mv.card_file).is_file():
-        try:
-            return json.loads(registry.artifact_path(mv.card_file).read_text())
-        except ValueError:
-            return None
-    return None
 
 
 COMPARED_METRICS = (("accuracy", "Accuracy"), ("balanced_accuracy", "Balanced accuracy"),
@@ -155,7 +146,7 @@ def compare_versions(request):
     keys = sorted(set(a.hyperparameters) | set(b.hyperparameters))
     hyper = [{"key": k, "a": a.hyperparameters.get(k, "—"), "b": b.hyperparameters.get(k, "—"),
               "differs": a.hyperparameters.get(k) != b.hyperparameters.get(k)} for k in keys]
-    data = [((_card(mv) or {}).get("dataset") or {}) for mv in (a, b)]
+    data = [((registry.card_of(mv) or {}).get("dataset") or {}) for mv in (a, b)]
     return render(request, "training/compare.html", {
         "a": a, "b": b, "metrics": metrics, "hyper": hyper, "data_a": data[0], "data_b": data[1],
         "same_test_set": a.metrics.get("test_set") == b.metrics.get("test_set"),

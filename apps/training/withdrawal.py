@@ -9,7 +9,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
-from .models import FineTuneJob, ModelVersion
+from .models import Deployment, FineTuneJob, ModelVersion
+from .rollout import rollback
 
 
 def used_subjects(splits: list[dict]) -> set[str]:
@@ -35,9 +36,6 @@ def mark_version(mv: ModelVersion, codes: list[str], marked: list[str]) -> None:
     """Add `codes` to mv.withdrawn_subjects, and to every version fine-tuned from it; roll
     back their deployments still in progress or complete, so boards return to what they
     ran before (a deployed model trained with the subject does not stay in use)."""
-    from .models import Deployment
-    from .rollout import rollback
-
     new = [c for c in codes if c not in mv.withdrawn_subjects]
     if new:
         mv.withdrawn_subjects = [*mv.withdrawn_subjects, *new]
