@@ -267,10 +267,14 @@ def test_model_update_with_a_wrong_checksum_is_refused(enrolled, platform_server
         device = Device.objects.get(id=agent.device_id)
         wait_for(lambda: Device.objects.get(id=device.id).model_version == "tiny@1", 30, "a first heartbeat")
         # A camera that cannot be opened is reported; the other one keeps streaming.
-        cams = wait_for(lambda: {c.name: c for c in Camera.objects.filter(device=device)} if
-                        Camera.objects.filter(device=device, name="dock", status="error").exists() else None,
-                        30, "the broken camera in a heartbeat")
-        assert "cannot open" in cams["dock"].error and cams["cam0"].status == "ok"
+        # Both cameras' states come in heartbeats, each as its reader gets there (the broken one
+        # may be reported before the good one has opened), so wait for the pair.
+        def reported():
+            cams = {c.name: c for c in Camera.objects.filter(device=device)}
+            return cams if cams.get("dock") and cams["dock"].status == "error" and \
+                cams.get("cam0") and cams["cam0"].status == "ok" else None
+        cams = wait_for(reported, 30, "the broken camera and the working one in a heartbeat")
+        assert "cannot open" in cams["dock"].error
         wait_for(lambda: EmotionEvent.objects.filter(device=device, camera__name="cam0").exists(), 30, "events")
         Device.objects.filter(id=device.id).update(
             desired_model_version="tiny@2", desired_model_url=f"{peer.url}/models/tiny@2.onnx",
