@@ -162,6 +162,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "purge-expired-events": {"task": "apps.telemetry.tasks.purge_expired_events", "schedule": timedelta(hours=1)},
+    "make-partitions": {"task": "apps.telemetry.tasks.make_partitions", "schedule": timedelta(hours=6)},
     "mark-offline-devices": {"task": "apps.sites.tasks.mark_offline_devices", "schedule": timedelta(minutes=1)},
     "fail-stale-training-jobs": {"task": "apps.training.watchdog.fail_stale_jobs", "schedule": timedelta(minutes=1)},
     # Closed minutes are noised and published (apps/telemetry/release.py); a late tick
@@ -247,6 +248,12 @@ AFFECTWATCH = {
     "RELEASE_DELAY": timedelta(seconds=int(os.environ.get("AFFECTWATCH_RELEASE_DELAY_S", "90"))),
     "RELEASE_CATCH_UP": timedelta(minutes=int(os.environ.get("AFFECTWATCH_RELEASE_CATCH_UP_MINUTES", "10"))),
     "EVENT_RETENTION_DAYS": int(os.environ.get("AFFECTWATCH_EVENT_RETENTION_DAYS", "30")),
+    # Released minute rollups expire after this many days; hour and day rollups are kept
+    # (apps/telemetry/downsample.py). Must exceed INGEST_MAX_PAST_DAYS.
+    "MINUTE_ROLLUP_RETENTION_DAYS": int(os.environ.get("AFFECTWATCH_MINUTE_ROLLUP_RETENTION_DAYS", "90")),
+    # PostgreSQL: raw events and track tallies live in one partition per UTC day, made
+    # this many days ahead (apps/telemetry/partitions.py).
+    "PARTITION_AHEAD_DAYS": int(os.environ.get("AFFECTWATCH_PARTITION_AHEAD_DAYS", "7")),
     "INGEST_MAX_EVENTS": int(os.environ.get("AFFECTWATCH_INGEST_MAX_EVENTS", "5000")),
     "INGEST_MAX_BYTES": int(os.environ.get("AFFECTWATCH_INGEST_MAX_BYTES", str(2 * 1024 * 1024))),
     # Bodies of other requests, and of data-set uploads (a zip plus its form), checked
@@ -278,6 +285,10 @@ AFFECTWATCH = {
     "WEBHOOK_RETRY_BASE_S": float(os.environ.get("AFFECTWATCH_WEBHOOK_RETRY_BASE_S", "30")),
     "NOTIFY_MAX_RETRIES": int(os.environ.get("AFFECTWATCH_NOTIFY_MAX_RETRIES", "6")),
 }
+
+if timedelta(days=AFFECTWATCH["MINUTE_ROLLUP_RETENTION_DAYS"]) <= AFFECTWATCH["INGEST_MAX_PAST"]:
+    raise ImproperlyConfigured("AFFECTWATCH_MINUTE_ROLLUP_RETENTION_DAYS must be longer than "
+                               "AFFECTWATCH_INGEST_MAX_PAST_DAYS (late minutes are downsampled from minute rows)")
 
 # --- E-mail (alert notifications) -----------------------------------------------------
 # EMAIL_URL (smtp://, smtp+tls:// for STARTTLS, smtps:// for TLS; user:password@host:port)

@@ -32,6 +32,9 @@ class RangeQuery(serializers.Serializer):
     bucket = serializers.ChoiceField(choices=list(BUCKETS), required=False)
     zone = serializers.IntegerField(required=False)
     device = serializers.UUIDField(required=False)
+    compare = serializers.ChoiceField(
+        choices=["last_year"], required=False,
+        help_text="trend only: add the same period 52 weeks earlier (weekdays line up) as `comparison`")
 
 
 @extend_schema_field({"oneOf": [{"type": "string", "format": "date-time"}, {"type": "number"}],
@@ -80,6 +83,13 @@ class SeriesSchema(serializers.Serializer):
     suppressed = serializers.ListField(child=serializers.BooleanField())
 
 
+class ComparisonSchema(serializers.Serializer):
+    since = serializers.DateTimeField()
+    until = serializers.DateTimeField()
+    shift_s = serializers.IntegerField(help_text="add to the comparison's t to align it with the trend's")
+    series = SeriesSchema()
+
+
 class TrendSchema(serializers.Serializer):
     site = serializers.IntegerField()
     since = serializers.DateTimeField()
@@ -87,7 +97,13 @@ class TrendSchema(serializers.Serializer):
     bucket = serializers.CharField()
     k_anonymity = serializers.IntegerField()
     series = SeriesSchema()
+    comparison = ComparisonSchema(required=False, help_text="with ?compare=last_year")
 
+
+#: "Same period last year": 52 weeks back, so Mondays line up with Mondays.
+LAST_YEAR = timedelta(weeks=52)
+#: The longest range a minute-bucket trend may ask for (43,200 buckets).
+MAX_MINUTE_SPAN = timedelta(days=30)
 
 ReadTelemetry = roles_or_scope(Role.SAFETY_OFFICER, Role.RESEARCHER, scope=ApiScope.TELEMETRY_READ)
 
@@ -167,21 +183,26 @@ def site_trend(request, site_id):
     site = _site(request, site_id)
     since, until, q = _range(request)
     bucket = q.get("bucket") or default_bucket(until - since)
+    if bucket == "minute" and until - since > MAX_MINUTE_SPAN:
+        raise ValidationError({"bucket": f"minute buckets cover at most {MAX_MINUTE_SPAN.days} days; use hour or day"})
     zone = get_object_or_404(Zone, pk=q["zone"], site=site) if "zone" in q else None
     device = get_object_or_404(Device, pk=q["device"], site=site) if "device" in q else None
     _audit_export(request, site, "trend")
     # JSON gets the text the database built; the browsable API and CSV need the columns.
     series = trend_json if request.accepted_renderer.format == "json" else trend
-    return Response(
-        {
-            "site": site.id,
-            "since": since.isoformat(),
-            "until": until.isoformat(),
-            "bucket": bucket,
-            "k_anonymity": k_anonymity(),
-            "series": series(site, since, until, bucket, zone=zone, device=device),
-        }
-    )
+    body = {
+        "site": site.id,
+        "since": since.isoformat(),
+        "until": until.isoformat(),
+        "bucket": bucket,
+        "k_anonymity": k_anonymity(),
+        "series": series(site, since, until, bucket, zone=zone, device=device),
+    }
+    if q.get("compare") == "last_year":
+        body["comparison"] = {"since": (since - LAST_YEAR).isoformat(), "until": (until - LAST_YEAR).isoformat(),
+                              "shift_s": int(LAST_YEAR.total_seconds()),
+                              "series": trend(site, since - LAST_YEAR, until - LAST_YEAR, bucket, zone=zone, device=device)}
+    return Response(body)
 
 
 @extend_schema(parameters=[RangeQuery], responses={200: OpenApiResponse(description="per-zone counts and negative share")})

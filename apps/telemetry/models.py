@@ -72,16 +72,24 @@ class DeviceRelease(models.Model):
     until = models.DateTimeField()
 
 
-class RollupCounts(models.Model):
-    """A published cell: differentially private counts (apps/telemetry/privacy.py). The
-    noise is unbiased, so a count may be negative; displays clamp their final numbers."""
+class Counts(models.Model):
+    """Published counts: differentially private (apps/telemetry/privacy.py). The noise
+    is unbiased, so a count may be negative; displays clamp their final numbers."""
 
-    minute = models.DateTimeField()
     negative = models.IntegerField(default=0)
     neutral = models.IntegerField(default=0)
     positive = models.IntegerField(default=0)
     tracks = models.IntegerField(default=0, help_text="Distinct tracks seen in this minute (noisy).")
     cells = models.PositiveIntegerField(default=1, help_text="Device cells summed here: the noise grows with their root.")
+
+    class Meta:
+        abstract = True
+
+
+class RollupCounts(Counts):
+    """A published minute."""
+
+    minute = models.DateTimeField()
 
     class Meta:
         abstract = True
@@ -136,3 +144,45 @@ class RollupTrack(models.Model):
             models.UniqueConstraint(fields=["device", "minute", "camera", "track"], name="unique_track_per_device_minute")
         ]
         indexes = [models.Index(fields=["minute"])]
+
+
+class BucketRollup(Counts):
+    """An hour or a day of a scope's released minutes, downsampled (`downsample.py`):
+    the label counts and `cells` are the minutes' sums, `tracks` the busiest minute's
+    distinct tracks — exactly what a trend computed from the minutes would show, so the
+    minute rows can expire while these are kept forever. `start` is the bucket's start in
+    the site's time zone (stored in UTC)."""
+
+    start = models.DateTimeField()
+    tracks = models.IntegerField(default=0, help_text="Distinct tracks of the busiest minute (noisy).")
+
+    class Meta:
+        abstract = True
+
+
+def _scoped(name: str, scope: str, level: str, doc: str):
+    """A concrete hour or day rollup for one scope (site, zone or device)."""
+    fields = {"site": models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+")}
+    if scope == "zone":
+        fields["zone"] = models.ForeignKey(Zone, on_delete=models.CASCADE, related_name="+")
+    if scope == "device":
+        fields["device"] = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="+")
+    meta = type("Meta", (), {"constraints": [
+        models.UniqueConstraint(fields=[scope, "start"], name=f"one_{level}_rollup_per_{scope}")]})
+    return type(name, (BucketRollup,), {"__module__": __name__, "__doc__": doc, "Meta": meta, **fields})
+
+
+SiteHourRollup = _scoped("SiteHourRollup", "site", "hour", "A site's released minutes summed by hour.")
+ZoneHourRollup = _scoped("ZoneHourRollup", "zone", "hour", "A zone's released minutes summed by hour.")
+DeviceHourRollup = _scoped("DeviceHourRollup", "device", "hour", "A device's released minutes summed by hour.")
+SiteDayRollup = _scoped("SiteDayRollup", "site", "day", "A site's released hours summed by day.")
+ZoneDayRollup = _scoped("ZoneDayRollup", "zone", "day", "A zone's released hours summed by day.")
+DeviceDayRollup = _scoped("DeviceDayRollup", "device", "day", "A device's released hours summed by day.")
+
+#: Every published level of every scope: scope → level → model. Minute rows keep the
+#: time in `minute`, coarser ones in `start`.
+ROLLUPS = {
+    "site": {"minute": SiteMinuteRollup, "hour": SiteHourRollup, "day": SiteDayRollup},
+    "zone": {"minute": ZoneMinuteRollup, "hour": ZoneHourRollup, "day": ZoneDayRollup},
+    "device": {"minute": MinuteRollup, "hour": DeviceHourRollup, "day": DeviceDayRollup},
+}

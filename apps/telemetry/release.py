@@ -9,8 +9,9 @@ that someone was there. Each cell is released once; detections that arrive after
 minute was released stay in the raw tables and are never published, since changing a
 released number is what a differencing attack reads.
 
-The zone and site rollups are sums of the released device cells, so every coarser
-number is post-processing of the noisy cells (see `privacy.py`)."""
+The zone and site rollups are sums of the released device cells, and the hour and day
+rollups of each site are recomputed for the span just released (`downsample.py`), so
+every coarser number is post-processing of the noisy cells (see `privacy.py`)."""
 from __future__ import annotations
 
 import logging
@@ -21,8 +22,9 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from apps.sites.models import Device
+from apps.sites.models import Device, Site
 
+from .downsample import downsample
 from .live import publish_minutes
 from .models import DeviceRelease, MinuteRollup, RawMinute, SiteMinuteRollup, ZoneMinuteRollup
 from .privacy import CELL, mechanism
@@ -74,6 +76,11 @@ def release_due(now: datetime | None = None) -> dict:
         first, last = spans.get(device.site_id, (start, end))
         spans[device.site_id] = (min(first, start), max(last, end))
     for site_id, (first, end) in spans.items():
+        with transaction.atomic():
+            # One downsampling of a site at a time, each reading after its own release
+            # committed: the last to write has read every committed minute.
+            site = Site.objects.select_for_update().only("id", "timezone").get(id=site_id)
+            downsample(site, first, end)
         publish_minutes(site_id, first, end - MINUTE)
     return stats
 

@@ -7,7 +7,7 @@ from rest_framework import renderers
 from apps.accounts.errors import sentences
 from edge_agent.spreadsheet import SafeWriter
 
-from .trends import COLUMNS, RawJSON
+from .trends import COLUMNS, LABELS, RawJSON
 
 
 class JSONRenderer(renderers.JSONRenderer):
@@ -35,8 +35,16 @@ class CSVRenderer(renderers.BaseRenderer):
         if isinstance(data, dict) and "series" in data:
             series = data["series"]
             times = [datetime.fromtimestamp(t, timezone.utc).isoformat() for t in series["t"]]
-            writer.writerow(COLUMNS)
-            writer.writerows(zip(times, *(series[c] for c in COLUMNS[1:])))
+            rows = zip(times, *(series[c] for c in COLUMNS[1:]))
+            if "comparison" not in data:
+                writer.writerow(COLUMNS)
+                writer.writerows(rows)
+            else:  # the same bucket a year earlier beside each row (empty where it has none)
+                last = data["comparison"]
+                earlier = {t + last["shift_s"]: [last["series"][c][i] for c in LABELS]
+                           for i, t in enumerate(last["series"]["t"])}
+                writer.writerow([*COLUMNS, *(f"last_year_{c}" for c in LABELS)])
+                writer.writerows([*row, *earlier.get(t, ("",) * len(LABELS))] for t, row in zip(series["t"], rows))
         elif isinstance(data, dict) and "negative_share" in data and "days" in data:
             writer.writerow(["weekday", *[f"{h:02d}:00" for h in data["hours"]]])
             for day, row in zip(data["days"], data["negative_share"]):

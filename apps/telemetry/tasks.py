@@ -1,9 +1,7 @@
 from celery import shared_task
-from django.conf import settings
-from django.utils import timezone
 
-from .models import EmotionEvent, IngestBatch, RawMinute, RollupTrack
 from .release import release_due
+from .retention import ensure_partitions, purge_expired
 
 
 @shared_task
@@ -14,11 +12,12 @@ def release_minutes():
 
 @shared_task
 def purge_expired_events():
-    """Raw events, track tallies and raw cells older than the retention go; the released
-    (noisy) minute rollups stay."""
-    cutoff = timezone.now() - timezone.timedelta(days=settings.AFFECTWATCH["EVENT_RETENTION_DAYS"])
-    events, _ = EmotionEvent.objects.filter(ts__lt=cutoff).delete()
-    RollupTrack.objects.filter(minute__lt=cutoff).delete()
-    RawMinute.objects.filter(minute__lt=cutoff).delete()
-    IngestBatch.objects.filter(received_at__lt=cutoff).delete()
-    return events
+    """Hourly (beat): raw data past EVENT_RETENTION_DAYS and minute rollups past
+    MINUTE_ROLLUP_RETENTION_DAYS go (`retention.purge_expired`)."""
+    return purge_expired()
+
+
+@shared_task
+def make_partitions():
+    """Every 6 hours (beat): the coming days' partitions of the raw tables (PostgreSQL)."""
+    return ensure_partitions()

@@ -1,6 +1,8 @@
-"""Emotion trends read from the released minute rollups — never from raw events or raw
-cells — so every number here is post-processing of the differentially private cells of
-`privacy.py`, whatever ranges, buckets and scopes a reader combines.
+"""Emotion trends read from the released rollups — minute rows, or the hour and day rows
+`downsample.py` sums from them; never raw events or raw cells — so every number here is
+post-processing of the differentially private cells of `privacy.py`, whatever ranges,
+buckets and scopes a reader combines. A bucket is read from its own level (a 1-year
+day trend is 365 rows), and a range reads every bucket that overlaps it, whole.
 
 Display rules on top, all functions of the noisy numbers and of how many device cells
 a number sums (public: it depends on the boards, not on people): counts are clamped at
@@ -17,9 +19,9 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.db import connection
 from django.db.models import BigIntegerField, Func, Max, Sum
-from django.db.models.functions import ExtractHour, ExtractIsoWeekDay, Trunc
+from django.db.models.functions import ExtractHour, ExtractIsoWeekDay
 
-from .models import MinuteRollup, SiteMinuteRollup, ZoneMinuteRollup
+from .models import ROLLUPS
 from .privacy import mechanism
 
 BUCKETS = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
@@ -67,13 +69,22 @@ def default_bucket(span: timedelta) -> str:
     return "day"
 
 
-def rollups_for(site, zone=None, device=None):
-    """The rollup rows of the narrowest scope asked for."""
-    if device is not None:
-        return MinuteRollup.objects.filter(device=device)
-    if zone is not None:
-        return ZoneMinuteRollup.objects.filter(zone=zone)
-    return SiteMinuteRollup.objects.filter(site=site)
+def rollups_for(site, zone=None, device=None, level="minute"):
+    """(rows, time field) of the narrowest scope asked for, at a level of `ROLLUPS`:
+    minute rows (kept MINUTE_ROLLUP_RETENTION_DAYS) or the hour and day rows that
+    `downsample.py` keeps forever."""
+    scope, owner = ("device", device) if device is not None else ("zone", zone) if zone is not None else ("site", site)
+    return ROLLUPS[scope][level].objects.filter(**{scope: owner}), ("minute" if level == "minute" else "start")
+
+
+def overlapping(rows, field, level, since, until):
+    """The rows whose bucket overlaps [since, until): a coarser bucket is read whole."""
+    return rows.filter(**{f"{field}__gt": since - BUCKETS[level], f"{field}__lt": until})
+
+
+def level_for(since, until) -> str:
+    """Totals over more than two days read hour rows (whole hours), shorter ones minutes."""
+    return "hour" if until - since > timedelta(days=2) else "minute"
 
 
 def clamp(value):
@@ -95,17 +106,9 @@ def _series_rows(site, since, until, bucket, zone, device):
     """SQL and parameters of the (t, negative, neutral, positive, tracks, cells) rows, oldest first."""
     if bucket not in BUCKETS:
         raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}")
-    rows = rollups_for(site, zone, device).filter(minute__gte=since, minute__lt=until)
-    if bucket == "minute":
-        rows = rows.order_by("minute").values_list(EpochSeconds("minute"), *LABELS, "tracks", "cells")
-    else:
-        rows = (
-            rows.annotate(b=Trunc("minute", bucket, tzinfo=ZoneInfo(site.timezone)))
-            .values("b")
-            .annotate(n=Sum("negative"), u=Sum("neutral"), p=Sum("positive"), tk=Max("tracks"), c=Sum("cells"))
-            .order_by("b")
-            .values_list(EpochSeconds("b"), "n", "u", "p", "tk", "c")
-        )
+    rows, field = rollups_for(site, zone, device, level=bucket)
+    rows = (overlapping(rows, field, bucket, since, until).order_by(field)
+            .values_list(EpochSeconds(field), *LABELS, "tracks", "cells"))
     return rows.query.sql_with_params()
 
 
@@ -152,11 +155,18 @@ def share(negative, neutral, positive):
     return None if total == 0 else round(100.0 * negative / total, 1)
 
 
+def _site_rows(scope, site, level, since, until):
+    """A site's rows of one scope ("site": its sums; "zone": every zone's) overlapping the range."""
+    model = ROLLUPS[scope][level]
+    return overlapping(model.objects.filter(site=site), "minute" if level == "minute" else "start", level, since, until)
+
+
 def zone_breakdown(site, since, until):
     """Per zone: counts and negative share over the range (suppressed below K)."""
     k, floor = k_anonymity(), noise_floor()
+    level = level_for(since, until)
     rows = (
-        ZoneMinuteRollup.objects.filter(site=site, minute__gte=since, minute__lt=until)
+        _site_rows("zone", site, level, since, until)
         .values("zone_id", "zone__name")
         .annotate(n=Sum("negative"), u=Sum("neutral"), p=Sum("positive"), tk=Max("tracks"), c=Sum("cells"))
         .order_by("zone__name")
@@ -177,8 +187,8 @@ def weekly_heatmap(site, since, until):
     k, floor = k_anonymity(), noise_floor()
     tz = ZoneInfo(site.timezone)
     rows = (
-        SiteMinuteRollup.objects.filter(site=site, minute__gte=since, minute__lt=until)
-        .annotate(day=ExtractIsoWeekDay("minute", tzinfo=tz), hour=ExtractHour("minute", tzinfo=tz))
+        _site_rows("site", site, "hour", since, until)
+        .annotate(day=ExtractIsoWeekDay("start", tzinfo=tz), hour=ExtractHour("start", tzinfo=tz))
         .values("day", "hour")
         .annotate(n=Sum("negative"), u=Sum("neutral"), p=Sum("positive"), tk=Max("tracks"), c=Sum("cells"))
         .order_by()
@@ -192,7 +202,7 @@ def weekly_heatmap(site, since, until):
 
 def summary(site, since, until):
     """Totals and negative share over a range, for the overview."""
-    agg = SiteMinuteRollup.objects.filter(site=site, minute__gte=since, minute__lt=until).aggregate(
+    agg = _site_rows("site", site, level_for(since, until), since, until).aggregate(
         n=Sum("negative"), u=Sum("neutral"), p=Sum("positive"), tk=Max("tracks"), c=Sum("cells")
     )
     if hidden(*(agg[x] or 0 for x in ("n", "u", "p", "tk", "c")), k_anonymity(), noise_floor()):

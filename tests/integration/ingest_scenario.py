@@ -62,6 +62,10 @@ def run(base: datetime) -> dict:
         "site": rows(SiteMinuteRollup.objects.filter(site=site), "site"),
         "trend": trend(site, since, until),
         "trend_json": json.loads(trend_json(site, since, until)),
+        # The downsampled levels (hour and day rows written by the release).
+        **{f"trend_{bucket}": trend(site, since, until, bucket) for bucket in ("hour", "day")},
+        **{f"zone_{bucket}": trend(site, since, until, bucket, zone=zone) for bucket in ("hour", "day")},
+        "device_day_json": json.loads(trend_json(site, since, until, "day", device=loose)),
     }
 
 

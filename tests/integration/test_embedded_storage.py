@@ -33,4 +33,5 @@ def test_sqlite_and_postgresql_paths_agree(tmp_path, settings):
     assert on_postgresql["site"] and on_postgresql["zone"] and True in on_postgresql["trend"]["suppressed"]
     assert max(t[-1] for t in on_postgresql["tally"]) == 2  # the bound held
     assert len(on_postgresql["site"]) == 90  # every minute of the release, with people or not
+    assert on_postgresql["trend_hour"]["t"] and on_postgresql["trend_day"]["t"]  # downsampled on both paths
     assert on_sqlite == on_postgresql

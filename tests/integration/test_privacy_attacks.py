@@ -121,13 +121,13 @@ def attacks(scene):
         assert value == max(0, total(devices, start, end))
 
     everyone = (a, b, b2)
+    end = hour + timedelta(hours=1)  # an hour bucket is read whole, whatever part of it the range covers
     # 1. Site minus the zone that is shown, over the half hour.
-    shown(series(scene, hour, half, "hour")["negative"][0], everyone, hour, half)
+    shown(series(scene, hour, half, "hour")["negative"][0], everyone, hour, end)
     zones = get(scene, "zones", since=hour.isoformat(), until=half.isoformat()).json()["zones"]
     shown(next(z for z in zones if z["zone"] == scene["zone_a"].id)["negative"], (a,), hour, half)
     out = {"site minus zones": (total(everyone, hour, half) - total((a,), hour, half), 20)}
     # 2. The worker's board: an hour bucket minus its other minutes leaves minute m0.
-    end = hour + timedelta(hours=1)
     shown(series(scene, hour, end, "hour", device=b.id)["negative"][0], (b,), hour, end)
     minutes = series(scene, hour, end, "minute", device=b.id)
     for t, v in zip(minutes["t"], minutes["negative"]):
@@ -142,14 +142,14 @@ def attacks(scene):
     out["sliding windows"] = (total(everyone, m0 - timedelta(minutes=59), m0 + timedelta(minutes=1))
                               - total(everyone, m0 - timedelta(minutes=60), m0), 1)
     # 4. Zone B minus its empty board.
-    shown(series(scene, hour, half, "hour", zone=scene["zone_b"].id)["negative"][0], (b, b2), hour, half)
-    shown(series(scene, hour, half, "hour", device=b2.id)["negative"][0], (b2,), hour, half)
+    shown(series(scene, hour, half, "hour", zone=scene["zone_b"].id)["negative"][0], (b, b2), hour, end)
+    shown(series(scene, hour, half, "hour", device=b2.id)["negative"][0], (b2,), hour, end)
     out["device versus zone"] = (total((b, b2), hour, half) - total((b2,), hour, half), 20)
     # 5. The CSV export of the site minus the chart of zone A.
     rows = list(csv.reader(io.StringIO(get(scene, "trend", since=hour.isoformat(), until=half.isoformat(),
                                            bucket="hour", format="csv").content.decode())))
-    shown(int(rows[1][1]), everyone, hour, half)
-    shown(series(scene, hour, half, "hour", zone=scene["zone_a"].id)["negative"][0], (a,), hour, half)
+    shown(int(rows[1][1]), everyone, hour, end)
+    shown(series(scene, hour, half, "hour", zone=scene["zone_a"].id)["negative"][0], (a,), hour, end)
     out["CSV versus chart"] = out["site minus zones"]
     # 6. The worker alone at night: the site's minute m0 (zone A's people sent no negatives).
     shown(series(scene, m0, m0 + timedelta(minutes=1), "minute")["negative"][0], everyone, m0, m0 + timedelta(minutes=1))

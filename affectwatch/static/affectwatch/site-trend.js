@@ -9,16 +9,19 @@
   const zoneSel = document.getElementById("zone");
   const modeSel = document.getElementById("mode");
   const live = document.getElementById("live");
+  const compareBox = document.getElementById("compare");
   const LABELS = ["negative", "neutral", "positive"];
   const BUCKET_MS = { minute: 60e3, hour: 3600e3, day: 86400e3 };
   const COLORS = { negative: "#d9534f", neutral: "#8a94a6", positive: "#2e9d5b" };
   let rows = new Map(); // Unix seconds -> {t, negative, neutral, positive, suppressed}
   let bucketSize = "minute";
   let range = null; // [since, until] of the loaded view
+  let lastYear = null; // {shift_s, series} of the same period 52 weeks earlier, when asked for
 
   function params(extra) {
     const p = new URLSearchParams({ hours: rangeSel.value, ...extra });
     if (zoneSel.value) p.set("zone", zoneSel.value);
+    if (compareBox.checked) p.set("compare", "last_year");
     return p;
   }
 
@@ -44,6 +47,21 @@
       marker: { color: COLORS[label] },
       hovertemplate: (percent ? "%{y:.0f}% " : "%{y} ") + label + "<extra></extra>",
     }));
+    if (lastYear) {
+      // Last year's negative faces as a line over this year's bars: share or count, like the bars.
+      const s = lastYear.series;
+      const y = s.t.map((_, i) => {
+        if (s.suppressed[i]) return null;
+        const total = s.negative[i] + s.neutral[i] + s.positive[i];
+        return percent ? (total ? (100 * s.negative[i]) / total : null) : s.negative[i];
+      });
+      traces.push({
+        x: s.t.map((t) => new Date((t + lastYear.shift_s) * 1000 + BUCKET_MS[bucketSize] / 2)), y,
+        name: "negative, a year earlier", type: "scatter", mode: "lines+markers", connectgaps: false,
+        line: { color: "#222", dash: "dot" }, marker: { size: 4 },
+        hovertemplate: (percent ? "%{y:.0f}% " : "%{y} ") + "negative a year earlier<extra></extra>",
+      });
+    }
     const layout = {
       margin: { t: 10, r: 10, b: 40, l: 55 }, height: 340, hovermode: "x unified", legend: { orientation: "h" },
       barmode: "stack", barnorm: percent ? "percent" : "", bargap: 0.05,
@@ -67,6 +85,7 @@
       const data = await getJSON(`/api/v1/sites/${siteId}/trend/`, p);
       bucketSize = data.bucket;
       range = [new Date(data.since), new Date(data.until)];
+      lastYear = data.comparison || null;
       rows = new Map();
       merge(data.series);
       draw();
@@ -120,6 +139,7 @@
 
   rangeSel.addEventListener("change", () => { loadTrend(); loadZones(); });
   zoneSel.addEventListener("change", loadTrend);
+  compareBox.addEventListener("change", loadTrend);
   modeSel.addEventListener("change", draw);
   loadTrend().then(connect);
   loadZones();
