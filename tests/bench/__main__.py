@@ -12,6 +12,7 @@ BENCHES = {
     "finetune": "tests.bench.bench_finetune",
     "privacy": "tests.bench.bench_privacy",
     "detection": "tests.bench.bench_detection",
+    "capacity": "tests.bench.bench_capacity",
 }
 
 

@@ -113,10 +113,11 @@ def web_server(env, workers):
         server.wait(20)
 
 
-def bench_ingest(env, agents, batch_size, seconds, workers):
+def bench_ingest(env, agents, batch_size, seconds, workers, on_load=None):
     """Each agent posts batches back to back. Bodies are serialized before the clock
     starts (on a real site they are built on the boards, not on this machine); each
-    post only gets a fresh batch_id."""
+    post only gets a fresh batch_id. `on_load("start")` / `on_load("end")` are called
+    just before the agents start and just after they stop (bench_capacity's CPU meter)."""
     site, devices = make_site(agents)
     latencies, accepted, errors = [], [0], [0]
     lock = threading.Lock()
@@ -143,10 +144,14 @@ def bench_ingest(env, agents, batch_size, seconds, workers):
         stop_at = time.monotonic() + seconds
         threads = [threading.Thread(target=agent, args=(url, tok, body, stop_at))
                    for (_, tok), body in zip(devices, templates)]
+        if on_load:
+            on_load("start")
         t0 = time.perf_counter()
         [t.start() for t in threads]
         [t.join() for t in threads]
         elapsed = time.perf_counter() - t0
+        if on_load:
+            on_load("end")
     latencies.sort()
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 2 else [float("nan")] * 99
     result = {"agents": agents, "batch_size": batch_size, "seconds": round(elapsed, 1),
@@ -200,9 +205,13 @@ def populate_history(site, devices, n_events, days=30):
     (without noise: the read path costs the same whatever the numbers are)."""
     from django.db import connection
 
+    from apps.telemetry import partitions
+
     dev_ids = [str(d.id) for d, _ in devices]
     span = days * 86400
     with connection.cursor() as c:
+        today = datetime.now(timezone.utc).date()
+        partitions.make_partitions(c, today - timedelta(days=days + 1), today)
         t = time.perf_counter()
         c.execute(
             """
