@@ -43,6 +43,13 @@ def test_a_fresh_demo_has_two_weeks_of_history_a_heatmap_and_an_alert(platform_s
     page.select_option("#range", "168")
     page.wait_for_function("Number(document.querySelector('#trend').dataset.points) > 100000", timeout=30000)
     assert "Stressful afternoon" in page.inner_text("body")
+    # A year at day buckets (read from the day rollups), with last year's line beside it.
+    page.select_option("#range", "8760")
+    page.check("#compare")
+    page.wait_for_function("(document.querySelector('#trend').data || []).some("
+                           "t => t.name === 'negative, a year earlier')", timeout=30000)
+    days = page.evaluate("document.querySelector('#trend').data[0].x.length")
+    assert 14 <= days <= 16, days
     csv = page.request.get(f"{platform_server.url}/api/v1/sites/{site.id}/heatmap/?format=csv")
     assert csv.status == 200 and csv.text().count("\n") >= 7
 
