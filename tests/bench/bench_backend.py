@@ -342,13 +342,19 @@ def write(results):
     print("\n".join(lines))
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def ingest_arguments(doc):
+    """The argument parser of a benchmark that runs `bench_ingest` (its load options)."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--agents", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--seconds", type=float, default=20)
+    p.add_argument("--repeat", type=int, default=50, help="requests per trend measured")
+    return p
+
+
+def main(argv=None):
+    p = ingest_arguments(__doc__)
     p.add_argument("--events", type=int, default=10_000_000, help="raw events for the trends benchmark")
-    p.add_argument("--repeat", type=int, default=50)
     p.add_argument("--only", choices=["ingest", "agent", "trends"])
     p.add_argument("--web-workers", type=int, default=WEB_WORKERS, help="uvicorn workers (default: as deployed)")
     args = p.parse_args(argv)

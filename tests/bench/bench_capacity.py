@@ -21,7 +21,6 @@ year-trend — a 50-board site with a year of site-minute rollups (525,600 rows,
 
 Results: bench-results/capacity.json and capacity.md.
 """
-import argparse
 import json
 import os
 import resource
@@ -32,8 +31,8 @@ from pathlib import Path
 
 import requests
 
-from tests.bench.bench_backend import (OUT, WEB_WORKERS, bench_ingest, fresh_database, machine, make_site,
-                                       setup_django, timed, web_server)
+from tests.bench.bench_backend import (OUT, WEB_WORKERS, bench_ingest, fresh_database, ingest_arguments, machine,
+                                       make_site, setup_django, timed, web_server)
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -296,12 +295,8 @@ def write(results):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--agents", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--seconds", type=float, default=20)
+    p = ingest_arguments(__doc__)
     p.add_argument("--purge-events", type=int, default=10_000_000, help="raw events in the purged day")
-    p.add_argument("--repeat", type=int, default=50)
     args = p.parse_args(argv)
     env = fresh_database()
     setup_django(env)
