@@ -299,8 +299,46 @@ def write(results):
         f"{y['baseline_year_day_from_minutes']['p50_ms']} | {y['baseline_year_day_from_minutes']['p95_ms']} |\n",
         f"Day rows are {y['speedup_p50']}× faster than summing the minutes (p50).\n",
     ]
+    lines += capacity_table(results)
     (OUT / "capacity.md").write_text("\n".join(lines))
     print("\n".join(lines))
+
+
+#: The capacity table's deployments: boards, each with 4 faces in view sending one event per face a second.
+FLEET = (10, 1_000, 10_000)
+FACES, MONTH_S = 4, 30 * 86400
+
+
+def capacity_table(results) -> list[str]:
+    """The README's capacity table, extrapolated linearly from the measured per-event CPU,
+    per-row bytes and per-cell release cost (markdown lines)."""
+    i, d, y = results["ingest_cpu"], results["disk_purge"], results["year_trend"]
+    cpu = i["cpu_s_per_1000_events"]
+    release_per_cell = d["release_s"] / d["release_cells"]
+    lines = ["## Capacity, extrapolated from the figures above\n",
+             f"Each board: {FACES} faces in view, one event per face a second; raw data kept 30 days, minute rollups "
+             "90 days, hours and days forever. CPU is the measured CPU-seconds per event times the event rate "
+             "(web, and PostgreSQL + Redis); the worker's is the release's measured cost per board-minute. Disk is "
+             "the measured bytes per row times the rows a month writes (track tallies, about one row per face and "
+             "minute, are not included).\n",
+             "| boards | events/s | raw events on disk (30 days) | device minute + hour rollups per month | web CPU cores | "
+             "PostgreSQL + Redis CPU cores | worker CPU cores |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    for boards in FLEET:
+        rate = boards * FACES
+        raw = rate * MONTH_S * d["bytes_per_raw_event"]
+        minutes = boards * MONTH_S / 60
+        rollups = minutes * d["bytes_per_row_minuterollup"] + minutes / 60 * d["bytes_per_row_devicehourrollup"]
+        lines.append(f"| {boards:,} | {rate:,} | {gib(raw)} | {gib(rollups)} | {rate * cpu['web'] / 1000:.2f} | "
+                     f"{rate * cpu['postgresql_redis'] / 1000:.2f} | {boards / 60 * release_per_cell:.2f} |")
+    lines += ["", f"Measured on this 2-core machine: {i['events_per_s']:,} events/s through the API with everything "
+              "(web, PostgreSQL, Redis, the load generator) sharing the two cores. Anything beyond that rate is "
+              "extrapolated, not measured.\n"]
+    return lines
+
+
+def gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2 ** 30:,.1f} GiB" if n_bytes >= 2 ** 30 else f"{n_bytes / 2 ** 20:,.0f} MiB"
 
 
 def main(argv=None):
