@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .labels import DEFAULT_VALENCE_MAP, VALENCE_CLASSES
 
@@ -36,86 +36,203 @@ class ConfigError(ValueError):
     """An invalid configuration; the message is one line naming the key."""
 
 
+# Each key declares its limit (and, where the docs table is generated, its help) once, on
+# its field: `check_section` reads them, so a limit is never far from the key it limits.
+@dataclass(frozen=True)
+class Limit:
+    """What a value must be: `ok(value)` is True for a valid value; `what` completes
+    "<key> must be …" in the error message."""
+    what: str
+    ok: Callable[[Any], bool]
+
+
+def at_least(n: float, what: str | None = None) -> Limit:
+    return Limit(what or f">= {n}", lambda v: v >= n)
+
+
+def above(n: float, what: str | None = None) -> Limit:
+    return Limit(what or f"> {n}", lambda v: v > n)
+
+
+def between(lo: float, hi: float, what: str | None = None, *, open_low: bool = False, open_high: bool = False) -> Limit:
+    def ok(v):
+        return (lo < v if open_low else lo <= v) and (v < hi if open_high else v <= hi)
+    return Limit(what or f"between {lo} and {hi}", ok)
+
+
+def one_of(*choices: str, what: str | None = None) -> Limit:
+    return Limit(what or ", ".join(f"'{c}'" for c in choices[:-1]) + f" or '{choices[-1]}'", lambda v: v in choices)
+
+
+def setting(default: Any = MISSING, help: str = "", limit: Limit | None = None, *, factory=MISSING):
+    """A config key as a dataclass field: its default, its help (one line, as the
+    field-tech docs' table shows it) and its limit, checked by `check_section`."""
+    return field(default=default, default_factory=factory, metadata={"help": help, "limit": limit})
+
+
+def check_section(prefix: str, section: Any) -> None:
+    """Checks every field of a section against its declared `Limit`, then the section's
+    own cross-field rules (a `check(prefix)` method). Raises ConfigError naming the key."""
+    for f in fields(section):
+        limit = f.metadata.get("limit")
+        value = getattr(section, f.name)
+        if limit is not None and not limit.ok(value):
+            raise ConfigError(f"{prefix}.{f.name} must be {limit.what}, got {value!r}")
+    extra = getattr(section, "check", None)
+    if callable(extra):
+        extra(prefix)
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 @dataclass
 class AgentSection:
     name: str = ""
     state_dir: str = ""  # empty: $AFFECTWATCH_STATE_DIR, /var/lib/affectwatch or ~/.local/state/affectwatch
     credentials: str = ""  # empty: <state_dir>/credentials.json
-    log_level: str = "INFO"
-    heartbeat_interval_s: float = 0.0  # 0: what enrollment said (30 s by default)
+    log_level: str = setting("INFO", limit=Limit("DEBUG, INFO, WARNING or ERROR", lambda v: v.upper() in _LOG_LEVELS))
+    heartbeat_interval_s: float = setting(0.0, limit=at_least(0))  # 0: what enrollment said (30 s by default)
 
 
 @dataclass
 class ModelSection:
     path: str = ""  # empty: the shipped edge_agent/models/liexnet-fer2013.onnx
-    backend: str = "auto"  # auto | tensorrt | onnxruntime
+    backend: str = setting("auto", limit=one_of("auto", "tensorrt", "onnxruntime"))
     providers: list = field(
         default_factory=lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     )
     engine: str = ""  # a TensorRT engine built by `build-engine`; empty: <model>.engine if present
-    threads: int = 1  # ONNX Runtime CPU threads; a ~42k-parameter model needs one, the detector wants the rest
+    # ONNX Runtime CPU threads; a ~42k-parameter model needs one, the detector wants the rest
+    threads: int = setting(1, limit=at_least(0))
 
 
-@dataclass
+# Keys that lived in [detector] before each detector had its own table; still read there.
+LEGACY_DETECTOR_KEYS = {"scale_factor": "haar", "min_neighbors": "haar", "score_threshold": "yunet"}
+
+
+def _detector_kinds() -> dict:
+    # Imported here: the registry lives with the detectors (OpenCV), which import this module.
+    from .detectors import DETECTORS
+    return DETECTORS
+
+
+@dataclass(init=False)
 class DetectorSection:
-    kind: str = "auto"  # auto (YuNet when `model` is set, else Haar) | haar | yunet
-    model: str = ""  # a YuNet .onnx file (face_detection_yunet_2023mar.onnx)
-    detect_every: int = 6  # run the detector on one frame in N, track in between
-    min_face: int = 48  # faces smaller than this (pixels, full frame) are skipped
-    detect_width: int = 320  # frames are downscaled to this width for detection; 0: full size
-    scale_factor: float = 1.1  # Haar
-    min_neighbors: int = 5  # Haar
-    score_threshold: float = 0.7  # YuNet
+    """`[detector]`: the keys every detector shares, and one `[detector.<name>]` table of
+    options per registered detector (`options[name]`, that detector's `Options`).
+
+    The constructor also takes a detector's options as flat keywords
+    (`DetectorSection(kind="haar", min_neighbors=3)`), as today's `[detector]` tables
+    may; an option no detector declares raises ConfigError."""
+    kind: str = setting("auto", "`auto`: YuNet if `model` is set, else Haar; or `haar`, `yunet`")
+    model: str = setting(
+        "", "the detector's model file, for detectors that need one: YuNet's "
+        "(`face_detection_yunet_2023mar.onnx` from OpenCV Zoo, github.com/opencv/opencv_zoo, MIT licence; copy it "
+        "to the board, e.g. `/opt/models/`) — finds turned and partly hidden faces Haar misses; with "
+        "`kind = \"auto\"` (the default) setting it switches the board to YuNet")
+    detect_every: int = setting(
+        6, "detect on one frame in N and follow faces in between (the big speed lever)",
+        at_least(1, "an integer >= 1"))
+    min_face: int = setting(
+        48, "faces smaller than this many pixels are ignored (too few pixels to read an expression)",
+        at_least(8, "an integer >= 8"))
+    detect_width: int = setting(
+        320, "frames are shrunk to this width for detection (0: full size, slower)",
+        Limit("0 or >= 64", lambda v: v == 0 or v >= 64))
+    options: dict = field(default_factory=dict)
+
+    def __init__(self, kind: str = "auto", model: str = "", detect_every: int = 6, min_face: int = 48,
+                 detect_width: int = 320, options: dict | None = None, **flat):
+        self.kind, self.model = kind, model
+        self.detect_every, self.min_face, self.detect_width = detect_every, min_face, detect_width
+        kinds = _detector_kinds()
+        self.options = {name: copy.deepcopy((options or {}).get(name) or cls.Options()) for name, cls in kinds.items()}
+        for key, value in flat.items():
+            owner = next((n for n, o in self.options.items() if key in {f.name for f in fields(o)}), None)
+            if owner is None:
+                raise ConfigError(f"detector.{key} is not a known key (known: {', '.join(self.known_keys())})")
+            setattr(self.options[owner], key, value)
+
+    def known_keys(self) -> list[str]:
+        return sorted([f.name for f in fields(self) if f.name != "options"] + list(self.options))
+
+    def check(self, prefix: str) -> None:
+        kinds = _detector_kinds()
+        if self.kind != "auto" and self.kind not in kinds:
+            raise ConfigError(f"{prefix}.kind must be 'auto' or one of {', '.join(map(repr, sorted(kinds)))}, "
+                              f"got {self.kind!r}")
+        if self.kind != "auto" and kinds[self.kind].needs_model and not self.model:
+            raise ConfigError(f"{prefix}.model must be the path of a {kinds[self.kind].title} model file "
+                              f"when {prefix}.kind is '{self.kind}'")
+        for name, opts in self.options.items():
+            check_section(f"{prefix}.{name}", opts)
+
+    def chosen(self) -> str:
+        """The detector `kind` names; `auto`: YuNet when a model is configured, else Haar."""
+        if self.kind == "auto":
+            return "yunet" if self.model else "haar"
+        return self.kind
 
 
 @dataclass
 class TrackerSection:
-    iou_threshold: float = 0.3
-    min_hits: int = 2  # detections needed before a track emits (filters one-off false positives)
-    max_missed: int = 2  # detection rounds a track may miss before it ends
+    iou_threshold: float = setting(0.3, limit=between(0.0, 1.0, open_low=True, open_high=True))
+    # detections needed before a track emits (filters one-off false positives)
+    min_hits: int = setting(2, limit=at_least(1))
+    max_missed: int = setting(2, limit=at_least(0))  # detection rounds a track may miss before it ends
     follow: bool = True  # move boxes between detections by template matching
 
 
 @dataclass
 class ClassifierSection:
-    margin: float = 0.1  # crop margin, as a fraction of the face box on each side
+    margin: float = setting(0.1, limit=between(0.0, 1.0))  # crop margin, as a fraction of the face box on each side
     clahe: bool = False
-    clahe_clip: float = 2.0
+    clahe_clip: float = setting(2.0, limit=above(0))
     align: bool = True  # rotate crops so the eyes are level, where the detector gives eye landmarks (YuNet)
 
 
 @dataclass
 class SmoothingSection:
-    method: str = "ema"  # ema | window
-    alpha: float = 0.3  # ema weight of the newest frame
-    window: int = 10  # frames, for method = "window"
-    emit_interval_s: float = 1.0  # at most one event per track per interval
-    min_frames: int = 8  # frames a track is seen before its first event (keeps brief false detections quiet)
+    method: str = setting("ema", limit=one_of("ema", "window"))
+    alpha: float = setting(0.3, limit=between(0.0, 1.0, "in (0, 1]", open_low=True))  # ema weight of the newest frame
+    window: int = setting(10, limit=at_least(1))  # frames, for method = "window"
+    emit_interval_s: float = setting(1.0, limit=at_least(0))  # at most one event per track per interval
+    # frames a track is seen before its first event (keeps brief false detections quiet)
+    min_frames: int = setting(8, limit=at_least(1))
 
 
 @dataclass
 class OutboxSection:
     path: str = ""  # empty: <state_dir>/outbox.sqlite3
-    max_mb: float = 256.0  # disk budget; when full, the oldest events are dropped and counted
-    batch_size: int = 200
+    # disk budget; when full, the oldest events are dropped and counted
+    max_mb: float = setting(256.0, limit=above(0))
+    batch_size: int = setting(200, limit=between(1, 5000))
 
 
 @dataclass
 class PublisherSection:
-    backoff_base_s: float = 1.0
+    backoff_base_s: float = setting(1.0, limit=above(0))
     backoff_max_s: float = 60.0
-    timeout_s: float = 10.0
-    linger_s: float = 1.0  # gather events this long after an idle spell, then send them in one request
+    timeout_s: float = setting(10.0, limit=above(0))
+    # gather events this long after an idle spell, then send them in one request
+    linger_s: float = setting(1.0, limit=between(0, 60))
+
+    def check(self, prefix: str) -> None:
+        if self.backoff_max_s < self.backoff_base_s:
+            raise ConfigError(f"{prefix}.backoff_max_s must be >= {prefix}.backoff_base_s, got {self.backoff_max_s!r}")
 
 
 @dataclass
 class CameraSection:
-    name: str = ""
-    source: str = ""  # 0 | /dev/video0 | file.mp4 | rtsp://… | csi://0 | a GStreamer pipeline
-    kind: str = "auto"  # auto | index | v4l2 | file | rtsp | gstreamer
-    width: int = 0
-    height: int = 0
-    fps: float = 0.0
+    name: str = setting("", limit=Limit("1 to 64 characters", lambda v: 0 < len(v) <= 64))
+    # 0 | /dev/video0 | file.mp4 | rtsp://… | csi://0 | a GStreamer pipeline
+    source: str = setting("", limit=Limit("a camera index, device, file, URL or pipeline", bool))
+    kind: str = setting("auto", limit=one_of("auto", "index", "v4l2", "file", "rtsp", "gstreamer",
+                                             what="auto, index, v4l2, file, rtsp or gstreamer"))
+    width: int = setting(0, limit=at_least(0))
+    height: int = setting(0, limit=at_least(0))
+    fps: float = setting(0.0, limit=at_least(0))
     loop: bool = False  # files: start again at the end
     realtime: bool = True  # files: pace at the file's frame rate like a camera would
     enabled: bool = True
@@ -206,6 +323,8 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
 def _load_section(prefix: str, cls, data: Any):
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix} must be a table, got {data!r}")
+    if cls is DetectorSection:
+        return _load_detector(prefix, data)
     inst = cls()
     known = {f.name for f in fields(cls)}
     for key, value in data.items():
@@ -215,54 +334,43 @@ def _load_section(prefix: str, cls, data: Any):
     return inst
 
 
-def _check_range(cfg: Config) -> None:
-    def need(cond: bool, key: str, what: str, value: Any) -> None:
-        if not cond:
-            raise ConfigError(f"{key} must be {what}, got {value!r}")
+def _load_detector(prefix: str, data: dict) -> DetectorSection:
+    """`[detector]` and its `[detector.<name>]` tables. A detector's option given flat in
+    `[detector]` (today's files: `min_neighbors = 3`) is read into that detector's table;
+    the same option in both places is refused, naming both keys."""
+    inst = DetectorSection()
+    shared = {f.name for f in fields(inst)} - {"options"}
+    for key, value in data.items():
+        if key in inst.options:
+            inst.options[key] = _load_section(f"{prefix}.{key}", type(inst.options[key]), value)
+    for key, value in data.items():
+        if key in inst.options:
+            continue
+        if key in shared:
+            setattr(inst, key, _coerce(f"{prefix}.{key}", value, getattr(inst, key)))
+        elif key in LEGACY_DETECTOR_KEYS:
+            owner = LEGACY_DETECTOR_KEYS[key]
+            if key in (data.get(owner) or {}):
+                raise ConfigError(f"{prefix}.{key} is also set as {prefix}.{owner}.{key}; keep only the latter")
+            opts = inst.options[owner]
+            setattr(opts, key, _coerce(f"{prefix}.{owner}.{key}", value, getattr(opts, key)))
+        else:
+            raise ConfigError(f"{prefix}.{key} is not a known key (known: {', '.join(inst.known_keys())})")
+    return inst
 
-    d, t, c, s, o, p, m = cfg.detector, cfg.tracker, cfg.classifier, cfg.smoothing, cfg.outbox, cfg.publisher, cfg.model
-    need(d.kind in ("auto", "haar", "yunet"), "detector.kind", "'auto', 'haar' or 'yunet'", d.kind)
-    need(d.kind != "yunet" or bool(d.model), "detector.model", "the path of a YuNet .onnx file when detector.kind is 'yunet'", d.model)
-    need(d.detect_every >= 1, "detector.detect_every", "an integer >= 1", d.detect_every)
-    need(d.min_face >= 8, "detector.min_face", "an integer >= 8", d.min_face)
-    need(d.detect_width == 0 or d.detect_width >= 64, "detector.detect_width", "0 or >= 64", d.detect_width)
-    need(d.scale_factor > 1.0, "detector.scale_factor", "> 1.0", d.scale_factor)
-    need(d.min_neighbors >= 0, "detector.min_neighbors", ">= 0", d.min_neighbors)
-    need(0.0 < d.score_threshold < 1.0, "detector.score_threshold", "between 0 and 1", d.score_threshold)
-    need(0.0 < t.iou_threshold < 1.0, "tracker.iou_threshold", "between 0 and 1", t.iou_threshold)
-    need(t.min_hits >= 1, "tracker.min_hits", ">= 1", t.min_hits)
-    need(t.max_missed >= 0, "tracker.max_missed", ">= 0", t.max_missed)
-    need(0.0 <= c.margin <= 1.0, "classifier.margin", "between 0 and 1", c.margin)
-    need(c.clahe_clip > 0, "classifier.clahe_clip", "> 0", c.clahe_clip)
-    need(s.method in ("ema", "window"), "smoothing.method", "'ema' or 'window'", s.method)
-    need(0.0 < s.alpha <= 1.0, "smoothing.alpha", "in (0, 1]", s.alpha)
-    need(s.window >= 1, "smoothing.window", ">= 1", s.window)
-    need(s.emit_interval_s >= 0, "smoothing.emit_interval_s", ">= 0", s.emit_interval_s)
-    need(s.min_frames >= 1, "smoothing.min_frames", ">= 1", s.min_frames)
-    need(o.max_mb > 0, "outbox.max_mb", "> 0", o.max_mb)
-    need(1 <= o.batch_size <= 5000, "outbox.batch_size", "between 1 and 5000", o.batch_size)
-    need(p.backoff_base_s > 0, "publisher.backoff_base_s", "> 0", p.backoff_base_s)
-    need(p.backoff_max_s >= p.backoff_base_s, "publisher.backoff_max_s", ">= publisher.backoff_base_s", p.backoff_max_s)
-    need(p.timeout_s > 0, "publisher.timeout_s", "> 0", p.timeout_s)
-    need(0 <= p.linger_s <= 60, "publisher.linger_s", "between 0 and 60", p.linger_s)
-    need(m.backend in ("auto", "tensorrt", "onnxruntime"), "model.backend", "'auto', 'tensorrt' or 'onnxruntime'", m.backend)
-    need(m.threads >= 0, "model.threads", ">= 0", m.threads)
-    need(cfg.agent.heartbeat_interval_s >= 0, "agent.heartbeat_interval_s", ">= 0", cfg.agent.heartbeat_interval_s)
-    need(cfg.agent.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "agent.log_level",
-         "DEBUG, INFO, WARNING or ERROR", cfg.agent.log_level)
+
+def _check_range(cfg: Config) -> None:
+    for name in SECTIONS:
+        check_section(name, getattr(cfg, name))
     for label, group in cfg.valence.items():
-        need(group in VALENCE_CLASSES, f"valence.{label}", "negative, neutral or positive", group)
+        if group not in VALENCE_CLASSES:
+            raise ConfigError(f"valence.{label} must be negative, neutral or positive, got {group!r}")
     names = set()
     for i, cam in enumerate(cfg.cameras):
-        key = f"cameras[{i}]"
-        need(0 < len(cam.name) <= 64, f"{key}.name", "1 to 64 characters", cam.name)
-        need(cam.name not in names, f"{key}.name", "unique among cameras", cam.name)
+        check_section(f"cameras[{i}]", cam)
+        if cam.name in names:
+            raise ConfigError(f"cameras[{i}].name must be unique among cameras, got {cam.name!r}")
         names.add(cam.name)
-        need(bool(cam.source), f"{key}.source", "a camera index, device, file, URL or pipeline", cam.source)
-        need(cam.kind in ("auto", "index", "v4l2", "file", "rtsp", "gstreamer"), f"{key}.kind",
-             "auto, index, v4l2, file, rtsp or gstreamer", cam.kind)
-        need(cam.width >= 0 and cam.height >= 0 and cam.fps >= 0, f"{key}.width/height/fps", ">= 0",
-             (cam.width, cam.height, cam.fps))
 
 
 def from_dict(data: dict, source_file: str = "") -> Config:
