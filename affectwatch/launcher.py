@@ -4,6 +4,7 @@ until Ctrl-C stops them all."""
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -67,6 +68,9 @@ def main(argv=None):
     call_command("createcachetable", verbosity=0)
     call_command("seed_demo")
 
+    # Each start counts afresh: the processes' Prometheus files of an earlier run go.
+    shutil.rmtree(settings.METRICS_DIR, ignore_errors=True)
+    settings.METRICS_DIR.mkdir(parents=True)
     py = sys.executable
     base = f"http://{args.host}:{args.port}"
     procs: list[tuple[str, subprocess.Popen]] = []

@@ -5,6 +5,7 @@ file (kombu's SQLAlchemy transport) — no server to install. With DATABASE_URL 
 REDIS_URL: PostgreSQL (psycopg 3) and Redis as broker, channel layer and cache.
 AFFECTWATCH_ENV=production turns on the hardening that `check --deploy` asks for.
 """
+import hashlib
 import os
 import secrets
 from datetime import timedelta
@@ -16,6 +17,11 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("AFFECTWATCH_VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+# prometheus-client's multiprocess mode (apps/monitoring): every web and worker process
+# writes its counters under this folder and /metrics sums them. It must be set before
+# prometheus_client is imported; the launcher and platform/entrypoint.sh empty it at start.
+METRICS_DIR = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics")))
+METRICS_DIR.mkdir(parents=True, exist_ok=True)
 
 
 def env_bool(name, default=False):
@@ -70,6 +76,7 @@ INSTALLED_APPS = [
     "apps.datasets",
     "apps.training",
     "apps.alerts",
+    "apps.monitoring",
     "axes",  # last: its signal handlers see the apps' models
 ]
 
@@ -284,6 +291,10 @@ AFFECTWATCH = {
     "WEBHOOK_TIMEOUT_S": float(os.environ.get("AFFECTWATCH_WEBHOOK_TIMEOUT_S", "10")),
     "WEBHOOK_RETRY_BASE_S": float(os.environ.get("AFFECTWATCH_WEBHOOK_RETRY_BASE_S", "30")),
     "NOTIFY_MAX_RETRIES": int(os.environ.get("AFFECTWATCH_NOTIFY_MAX_RETRIES", "6")),
+    # /metrics (Prometheus) answers a scraper with `Authorization: Bearer <token>` whose
+    # SHA-256 is this (the token itself is not kept), and superusers' sessions.
+    "METRICS_TOKEN_SHA256": (hashlib.sha256(os.environ["AFFECTWATCH_METRICS_TOKEN"].encode()).hexdigest()
+                             if os.environ.get("AFFECTWATCH_METRICS_TOKEN") else ""),
 }
 
 if timedelta(days=AFFECTWATCH["MINUTE_ROLLUP_RETENTION_DAYS"]) <= AFFECTWATCH["INGEST_MAX_PAST"]:

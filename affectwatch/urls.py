@@ -5,6 +5,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from affectwatch.health import healthz
+from apps.monitoring import views as monitoring_views
 
 api_v1 = [
     path("", include("apps.sites.api_urls")),
@@ -25,6 +26,7 @@ def api_not_found(request, rest=""):
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("metrics", monitoring_views.metrics, name="metrics"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -1,6 +1,9 @@
 #!/bin/sh
 # One image, three roles: web (migrates, collects static, serves ASGI), worker, beat.
 set -e
+# Prometheus counters of this container's processes (apps/monitoring): a fresh folder per start.
+export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-/tmp/affectwatch-metrics}"
+rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 case "$1" in
   web)
     python manage.py migrate --noinput

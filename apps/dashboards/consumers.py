@@ -1,11 +1,13 @@
 import asyncio
 import logging
+import time
 from datetime import datetime, timedelta, timezone
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from apps.accounts.access import visible_sites
+from apps.telemetry import metrics
 from apps.telemetry.live import PUSH_INTERVAL, site_group
 from apps.telemetry.trends import trend
 
@@ -17,6 +19,7 @@ class SiteTrendConsumer(AsyncJsonWebsocketConsumer):
     PUSH_INTERVAL however many batches arrive."""
 
     pending = None  # [first, last] Unix seconds of the minutes announced since the last push
+    released = None  # Unix seconds of the earliest of those announcements
     flusher = None
 
     async def connect(self):
@@ -39,6 +42,7 @@ class SiteTrendConsumer(AsyncJsonWebsocketConsumer):
     async def minutes_touched(self, event):
         if self.pending is None:
             self.pending = [event["first"], event["last"]]
+            self.released = event.get("released")
             self.flusher = asyncio.create_task(self._push_later())
         else:
             self.pending = [min(self.pending[0], event["first"]), max(self.pending[1], event["last"])]
@@ -46,13 +50,17 @@ class SiteTrendConsumer(AsyncJsonWebsocketConsumer):
     async def _push_later(self):
         await asyncio.sleep(PUSH_INTERVAL)
         first, last = self.pending
-        self.pending = None
+        released, self.pending = self.released, None
         try:
             series = await self._read(first, last)
         except Exception:  # the dashboard catches up with the next push or a reload
             log.exception("reading minutes for the live push of site %s failed", self.site.pk)
             return
         await self.send_json({"type": "trend", "series": series})
+        now = time.time()
+        metrics.PUSH_AGE.observe(now - last - 60)  # from the end of the newest minute pushed
+        if released is not None:
+            metrics.PUSH_LAG.observe(now - released)
 
     @database_sync_to_async
     def _read(self, first, last):

@@ -1,7 +1,9 @@
 """Validating and storing a batch of label events, with its rollups, in one transaction."""
 import math
+import time
 import uuid
 from datetime import datetime, timezone as dt_timezone
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -9,6 +11,7 @@ from django.utils import timezone
 
 from apps.sites.models import Camera, Device
 
+from . import metrics
 from .models import LABEL_BY_NAME, IngestBatch
 from .rollups import store_batch
 
@@ -51,6 +54,14 @@ def _parse_ts(value):
 EVENT_KEYS = ("ts", "camera", "track", "label", "confidence")
 
 
+class Rejection(NamedTuple):
+    """Why an event was refused: a code for metrics (a bounded set) and the sentence the
+    board gets back."""
+
+    code: str
+    sentence: str
+
+
 class EventValidator:
     """Checks raw events against one device's cameras and the accepted time window."""
 
@@ -59,48 +70,56 @@ class EventValidator:
         self.earliest = now - settings.AFFECTWATCH["INGEST_MAX_PAST"]
         self.latest = now + settings.AFFECTWATCH["INGEST_MAX_FUTURE"]
 
-    def __call__(self, event) -> tuple[tuple | None, str | None]:
-        """Returns (clean event as rollups.EVENT_FIELDS, None) or (None, reason)."""
+    def __call__(self, event) -> tuple[tuple | None, Rejection | None]:
+        """Returns (clean event as rollups.EVENT_FIELDS, None) or (None, why)."""
         if not isinstance(event, dict):
-            return None, "event must be an object"
+            return None, Rejection("not_an_object", "event must be an object")
         try:
             ts, camera, track, label, conf = (event[k] for k in EVENT_KEYS)
         except KeyError:
             missing = [k for k in EVENT_KEYS if k not in event]
-            return None, f"missing field(s): {', '.join(missing)}"
+            return None, Rejection("missing_field", f"missing field(s): {', '.join(missing)}")
         label_value = LABEL_BY_NAME.get(label) if isinstance(label, str) else None
         if label_value is None:
-            return None, f"unknown label {str(label)[:40]!r}; expected negative, neutral or positive"
+            return None, Rejection("unknown_label",
+                                   f"unknown label {str(label)[:40]!r}; expected negative, neutral or positive")
         if isinstance(conf, bool) or not isinstance(conf, (int, float)) or not 0.0 <= conf <= 1.0:
-            return None, "confidence must be a number in [0, 1]"
+            return None, Rejection("bad_confidence", "confidence must be a number in [0, 1]")
         try:
             when = _parse_ts(ts)
         except (ValueError, OverflowError, OSError) as exc:
-            return None, f"invalid timestamp {str(ts)[:40]!r}" + (f": {exc}" if str(exc) else "")
+            return None, Rejection("bad_timestamp", f"invalid timestamp {str(ts)[:40]!r}" + (f": {exc}" if str(exc) else ""))
         if when > self.latest:
-            return None, "timestamp is in the future"
+            return None, Rejection("future", "timestamp is in the future")
         if when < self.earliest:
-            return None, "timestamp is too far in the past"
+            return None, Rejection("too_old", "timestamp is too far in the past")
         if isinstance(track, bool) or not isinstance(track, (str, int)) or not 0 < len(str(track)) <= 64:
-            return None, "track must be a string or integer of 1-64 characters"
+            return None, Rejection("bad_track", "track must be a string or integer of 1-64 characters")
         if not str(track).isprintable():  # NUL, control characters, lone surrogates
-            return None, "track must be printable text (no control characters or lone surrogates)"
+            return None, Rejection("bad_track", "track must be printable text (no control characters or lone surrogates)")
         camera_id = self.cameras.get(camera) if isinstance(camera, str) else None
         if camera_id is None:
-            return None, f"unknown camera {str(camera)[:64]!r}"
+            return None, Rejection("unknown_camera", f"unknown camera {str(camera)[:64]!r}")
         return (when, camera_id, str(track), label_value, float(conf)), None
 
 
 def ingest(device: Device, body) -> tuple[dict, list]:
     """Stores a batch. Returns (response body, touched minutes) — minutes are empty for a
-    duplicate. Raises BatchError for a malformed batch."""
-    batch_id, raw_events = parse_batch(body)
+    duplicate. Raises BatchError for a malformed batch. Counts what it did in
+    `metrics` (events accepted, rejections by reason, batch outcome and seconds)."""
+    started = time.perf_counter()
+    try:
+        batch_id, raw_events = parse_batch(body)
+    except BatchError:
+        metrics.BATCHES.labels("malformed").inc()
+        raise
     validate = EventValidator(device, timezone.now())
     clean, rejected = [], []
     for index, raw in enumerate(raw_events):
-        event, reason = validate(raw)
-        if reason:
-            rejected.append({"index": index, "reason": reason})
+        event, why = validate(raw)
+        if why:
+            rejected.append({"index": index, "reason": why.sentence})
+            metrics.EVENTS_REJECTED.labels(why.code).inc()
         else:
             clean.append(event)
     try:
@@ -113,7 +132,11 @@ def ingest(device: Device, body) -> tuple[dict, list]:
         existing = IngestBatch.objects.filter(device=device, batch_id=batch_id).first()
         if existing is None:  # not a retry: something else broke a constraint
             raise
+        metrics.BATCHES.labels("duplicate").inc()
         return _answer(existing, duplicate=True), []
+    metrics.EVENTS_ACCEPTED.inc(len(clean))
+    metrics.BATCHES.labels("stored").inc()
+    metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
     return _answer(batch, duplicate=False), minutes
 
 

@@ -141,3 +141,46 @@ def test_celery_worker_runs_the_retention_purge(celery_worker, tenant, settings)
     assert EmotionEvent.objects.count() == 1, celery_worker.log_text()[-3000:]
     assert RawMinute.objects.count() == 1  # the old raw cell goes with its event
     assert MinuteRollup.objects.count() == released > 6 * 24 * 60  # released cells stay
+
+
+def test_a_dashboard_on_one_web_process_gets_the_push_for_a_batch_another_took(
+        platform_server, celery_worker, tenant, server_logs):
+    """Two ASGI server processes and a Celery worker sharing Redis, as a scaled deployment
+    runs them: the batch goes to server B, the worker's release announces its minute over
+    the Channels layer, and the dashboard connected to server A is pushed that minute."""
+    from apps.sites.models import Device
+    from apps.telemetry.models import DeviceRelease
+    from apps.telemetry.tasks import release_minutes as release_task
+    from tests.support import PlatformServer
+
+    other = PlatformServer(server_logs).start()
+    try:
+        session = login_cookie(platform_server, tenant.officer.username)
+        cookie = f"sessionid={session.cookies['sessionid']}"
+        ws_url = platform_server.url.replace("http", "ws") + f"/ws/sites/{tenant.site.id}/"
+        minute = (timezone.now() - timedelta(minutes=3)).replace(second=0, microsecond=0)  # closed: releasable
+        events = [{"ts": (minute + timedelta(seconds=s)).isoformat(), "camera": "cam0", "track": str(t),
+                   "label": "negative", "confidence": 0.8} for t in range(20) for s in range(0, 60, 2)]
+        DeviceRelease.objects.create(device=tenant.device, until=minute - timedelta(minutes=5))
+        Device.objects.filter(pk=tenant.device.pk).update(last_seen_at=timezone.now())  # as its heartbeats say
+
+        async def scenario():
+            async with websockets.connect(ws_url, additional_headers={"Cookie": cookie,
+                                                                      "Origin": platform_server.url}) as ws:
+                res = await asyncio.to_thread(
+                    requests.post, f"{other.url}/api/v1/ingest/", json={"batch_id": str(uuid.uuid4()), "events": events},
+                    headers={"Authorization": f"Device {tenant.token}"}, timeout=10)
+                assert res.status_code == 200 and res.json()["accepted"] == len(events), res.text
+                await asyncio.to_thread(release_task.delay)  # beat's tick, run by the worker
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    msg = json.loads(await asyncio.wait_for(ws.recv(), timeout=deadline - time.monotonic()))
+                    if msg["type"] == "trend" and int(minute.timestamp()) in msg["series"]["t"]:
+                        return msg
+                raise AssertionError("no push for the minute")
+
+        msg = run_async(scenario())
+        i = msg["series"]["t"].index(int(minute.timestamp()))
+        assert msg["series"]["suppressed"][i] is False  # 20 people, 600 detections: well above the noise
+    finally:
+        other.stop()
