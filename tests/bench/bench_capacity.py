@@ -312,7 +312,7 @@ FACES, MONTH_S = 4, 30 * 86400
 def capacity_table(results) -> list[str]:
     """The README's capacity table, extrapolated linearly from the measured per-event CPU,
     per-row bytes and per-cell release cost (markdown lines)."""
-    i, d, y = results["ingest_cpu"], results["disk_purge"], results["year_trend"]
+    i, d = results["ingest_cpu"], results["disk_purge"]
     cpu = i["cpu_s_per_1000_events"]
     release_per_cell = d["release_s"] / d["release_cells"]
     lines = ["## Capacity, extrapolated from the figures above\n",
