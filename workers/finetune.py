@@ -33,6 +33,8 @@ from edge_agent.labels import VALENCE_CLASSES, valence_matrix
 from edge_agent.preprocess import PreprocessSpec
 
 from .evaluation import evaluate_logits
+from .models import replace_head as _replace_head
+from .models.checkpoint import build_model, has_arch, read_checkpoint, save_checkpoint
 from .predict import predict_logits
 from .training.augment import AugmentConfig
 from .training.loop import TrainConfig, fit
@@ -182,12 +184,8 @@ class BaseModel:
     source: str  # where the weights came from, for the lineage
 
     def build(self) -> nn.Module:
-        from .models import create_model
-
-        model = create_model(self.arch, **self.model_config)
-        if self.state_dict is not None:
-            model.load_state_dict(self.state_dict)
-        return model
+        """The network, rebuilt from the registry with its weights (fresh when none)."""
+        return build_model(self.arch, self.model_config, self.state_dict)
 
 
 def load_base(weights: str | Path | None = None, card: dict | None = None) -> BaseModel:
@@ -201,10 +199,10 @@ def load_base(weights: str | Path | None = None, card: dict | None = None) -> Ba
         p if p.is_absolute() else EDGE_MODELS / p for p in map(Path, named)] + list(DEFAULT_WEIGHTS_CANDIDATES)
     for path in candidates:
         if path.is_file():
-            ck = torch.load(path, map_location="cpu", weights_only=False)
-            meta = ck.get("meta") or {}
-            if "arch" not in meta:
+            ck = read_checkpoint(path)
+            if not has_arch(ck):
                 continue
+            meta = ck["meta"]
             return BaseModel(
                 arch=meta["arch"], model_config=dict(meta.get("model_config", {})), state_dict=ck["model"],
                 classes=tuple(meta.get("classes", ())), spec=PreprocessSpec.from_dict(meta.get("preprocess", {})),
@@ -223,22 +221,13 @@ def load_base(weights: str | Path | None = None, card: dict | None = None) -> Ba
 
 
 def replace_head(model: nn.Module, num_classes: int, seed: int = 0) -> nn.Module:
-    """Swap the last linear layer for a fresh one with `num_classes` outputs."""
-    parent, name, last = None, None, None
-    for mod_name, module in model.named_modules():
-        for child_name, child in module.named_children():
-            if isinstance(child, nn.Linear):
-                parent, name, last = module, child_name, child
-    if last is None:
-        raise FinetuneError("the base model has no linear layer to replace")
-    g = torch.Generator().manual_seed(seed)
-    head = nn.Linear(last.in_features, num_classes)
-    with torch.no_grad():
-        bound = 1.0 / max(last.in_features, 1) ** 0.5
-        head.weight.uniform_(-bound, bound, generator=g)
-        head.bias.uniform_(-bound, bound, generator=g)
-    setattr(parent, name, head)
-    return model
+    """Swap the network's classifier head for a fresh one with `num_classes` outputs,
+    through its own `reset_classifier` hook (`workers.models.replace_head`). Raises
+    FinetuneError for a network without one."""
+    try:
+        return _replace_head(model, num_classes, seed)
+    except TypeError as exc:
+        raise FinetuneError(f"the base model cannot replace its head: {exc}") from None
 
 
 def valence_logits(logits: np.ndarray, classes) -> np.ndarray:
@@ -363,6 +352,76 @@ class FinetuneResult:
 SELECT_KEYS = {"accuracy": "accuracy", "negative_recall": "negative_recall", "auc": "auc"}
 
 
+class _Trainer:
+    """Trains one fine-tuned model of `base` per call (a w and a split), reporting
+    progress as run i of `total_runs`."""
+
+    def __init__(self, images, labels, is_worker, base: BaseModel, params: FinetuneParams, total_runs: int,
+                 on_progress, stop, log_fn):
+        self.images, self.labels, self.is_worker = images, labels, is_worker
+        self.base, self.params, self.cfg = base, params, params.train_config()
+        self.total_runs, self.run_no = total_runs, 0
+        self.on_progress, self.stop, self.log_fn = on_progress, stop, log_fn
+
+    def __call__(self, split: SubjectSplit, w: float, fold_label) -> tuple[nn.Module, int]:
+        """(model in eval mode with its best validation epoch's weights, that epoch).
+        Raises Cancelled."""
+        self.run_no += 1
+        run_no, cfg = self.run_no, self.cfg
+        torch.manual_seed(self.params.seed)
+        model = replace_head(self.base.build(), len(VALENCE_CLASSES), self.params.seed)
+
+        def on_epoch(m):
+            if self.on_progress:
+                self.on_progress({
+                    "run": run_no, "runs": self.total_runs, "w": w, "fold": fold_label, "epoch": m.epoch,
+                    "epochs": cfg.epochs, "loss": m.train_loss, "train_ce": m.train_ce,
+                    "train_accuracy": m.train_accuracy, "val_loss": m.val_loss, "val_accuracy": m.val_accuracy,
+                    "seconds": m.seconds,
+                })
+
+        images, labels = self.images, self.labels
+        res = fit(
+            model, images[split.train], labels[split.train], images[split.val], labels[split.val],
+            spec=self.base.spec, config=cfg, num_classes=len(VALENCE_CLASSES),
+            sample_weight=sample_weights(self.is_worker[split.train], w),
+            on_epoch=on_epoch, should_stop=self.stop, progress=False, restore_best=True, log=self.log_fn,
+        )
+        if res.cancelled or self.stop():
+            raise Cancelled()
+        return model.eval(), res.best_epoch
+
+
+def _base_scores(base: BaseModel, images, labels, splits) -> tuple[list[dict], list[dict]]:
+    """The base model on each validation and on each test side, grouped to valence: the
+    bar to clear. (per-fold validation scores, per-fold test scores)"""
+    model = base.build().eval()
+
+    def scores(idx):
+        return score(labels[idx], valence_logits(predict_logits(model, images[idx], base.spec), base.classes))
+
+    return [scores(sp.val) for sp in splits], [scores(sp.test) for sp in splits]
+
+
+def _scored_folds(fold_models, splits, side: str, images, labels, spec, base_rows, best_epochs=None) -> dict:
+    """`_summarise` of each fold's model scored on its `side` ("val" or "test") indices."""
+    rows, true, pooled = [], [], []
+    for k, sp in enumerate(splits, start=1):
+        idx = getattr(sp, side)
+        logits = predict_logits(fold_models[k], images[idx], spec)
+        epoch = best_epochs[k] if best_epochs else None
+        rows.append(_fold_row(k, score(labels[idx], logits), len(sp.train), base_rows[k - 1], epoch))
+        true.append(labels[idx])
+        pooled.append(logits)
+    return _summarise(rows, true, pooled)
+
+
+def _split_row(fold, sp: SubjectSplit, subjects) -> dict:
+    return {"fold": fold, "train_subjects": sorted(set(subjects[sp.train])),
+            "val_subjects": sorted(set(subjects[sp.val])), "test_subjects": sorted(set(subjects[sp.test])),
+            "n_train": int(len(sp.train)), "n_val": int(len(sp.val)), "n_test": int(len(sp.test))}
+
+
 def finetune(
     images: np.ndarray,
     labels: np.ndarray,
@@ -378,10 +437,12 @@ def finetune(
     """Fine-tune `base` for every w of `params.worker_weights` and every fold.
 
     images: uint8 NHWC (`to_model_pixels` output for base.spec); labels: indices into
-    VALENCE_CLASSES. Each fold's validation subjects pick the epoch (the weights of the
-    best validation epoch are kept) and, averaged over folds, the w of a sweep and the
-    quality gate's verdict. The test subjects are scored once, for the chosen w only.
-    Raises FinetuneError (too few images or subjects) and Cancelled.
+    VALENCE_CLASSES; is_worker, subjects: per image (N,). Each fold's validation subjects
+    pick the epoch (the weights of the best validation epoch are kept) and, averaged over
+    folds, the w of a sweep and the quality gate's verdict. The test subjects are scored
+    once, for the chosen w only. on_progress gets a dict per epoch (run, w, fold, epoch,
+    losses, accuracies, seconds). Raises FinetuneError (too few images or subjects) and
+    Cancelled.
     """
     t0 = time.time()
     labels = np.asarray(labels, dtype=np.int64)
@@ -392,104 +453,48 @@ def finetune(
     splits = subject_splits(subjects, labels, params.split, params.test_fraction, params.folds, params.seed,
                             params.val_fraction)
     spec = base.spec
-    cfg = params.train_config()
     weights = [float(w) for w in params.worker_weights]
     final_retrain = params.split == "kfold"
-    total_runs = len(weights) * len(splits) + (1 if final_retrain else 0)
-    run_no = 0
-    stop = should_stop or (lambda: False)
-
-    # The base model on each validation and test side, grouped to valence: the bar to clear.
-    base_model = base.build().eval()
-
-    def base_scores(idx):
-        return score(labels[idx], valence_logits(predict_logits(base_model, images[idx], spec), base.classes))
-
-    base_val = [base_scores(sp.val) for sp in splits]
-    base_test = [base_scores(sp.test) for sp in splits]
-
-    def train_one(split: SubjectSplit, w, fold_label):
-        nonlocal run_no
-        run_no += 1
-        torch.manual_seed(params.seed)
-        model = replace_head(base.build(), len(VALENCE_CLASSES), params.seed)
-
-        def on_epoch(m):
-            if on_progress:
-                on_progress({
-                    "run": run_no, "runs": total_runs, "w": w, "fold": fold_label, "epoch": m.epoch,
-                    "epochs": cfg.epochs, "loss": m.train_loss, "train_ce": m.train_ce,
-                    "train_accuracy": m.train_accuracy, "val_loss": m.val_loss, "val_accuracy": m.val_accuracy,
-                    "seconds": m.seconds,
-                })
-
-        res = fit(
-            model, images[split.train], labels[split.train], images[split.val], labels[split.val],
-            spec=spec, config=cfg, num_classes=len(VALENCE_CLASSES),
-            sample_weight=sample_weights(is_worker[split.train], w),
-            on_epoch=on_epoch, should_stop=stop, progress=False, restore_best=True, log=log_fn,
-        )
-        if res.cancelled or stop():
-            raise Cancelled()
-        return model.eval(), res.best_epoch
+    train = _Trainer(images, labels, is_worker, base, params, len(weights) * len(splits) + (1 if final_retrain else 0),
+                     on_progress, should_stop or (lambda: False), log_fn)
+    base_val, base_test = _base_scores(base, images, labels, splits)
 
     runs, models = [], {}
     for w in weights:
-        rows, true, pooled = [], [], []
+        fold_models, best_epochs = {}, {}
         for k, sp in enumerate(splits, start=1):
-            model, best_epoch = train_one(sp, w, k)
-            models[w, k] = model
-            logits = predict_logits(model, images[sp.val], spec)
-            rows.append(_fold_row(k, score(labels[sp.val], logits), len(sp.train), base_val[k - 1], best_epoch))
-            true.append(labels[sp.val])
-            pooled.append(logits)
-        runs.append({"w": w, **_summarise(rows, true, pooled)})
+            fold_models[k], best_epochs[k] = train(sp, w, k)
+            models[w, k] = fold_models[k]
+        runs.append({"w": w, **_scored_folds(fold_models, splits, "val", images, labels, spec, base_val, best_epochs)})
         log_fn(f"w={w}: validation accuracy {runs[-1]['accuracy']:.4f}, "
                f"negative recall {runs[-1]['negative_recall']:.4f}")
 
     key = SELECT_KEYS[params.select]
     best = max(runs, key=lambda r: (r[key] if r[key] is not None else -1, -abs(r["w"] - 1)))
     best_w = best["w"]
-    rows, true, pooled = [], [], []
-    for k, sp in enumerate(splits, start=1):  # the only time the test subjects are looked at
-        logits = predict_logits(models[best_w, k], images[sp.test], spec)
-        rows.append(_fold_row(k, score(labels[sp.test], logits), len(sp.train), base_test[k - 1]))
-        true.append(labels[sp.test])
-        pooled.append(logits)
-    test = {"w": best_w, **_summarise(rows, true, pooled)}
+    # The only time the test subjects are looked at.
+    chosen = {k: models[best_w, k] for k in range(1, len(splits) + 1)}
+    test = {"w": best_w, **_scored_folds(chosen, splits, "test", images, labels, spec, base_test)}
     base_summary = {"validation": _base_summary(base_val), "test": _base_summary(base_test), "source": base.source}
     rejected = quality_gate(best, base_summary["validation"], params.select)
-    split_info = [
-        {"fold": k, "train_subjects": sorted(set(subjects[sp.train])), "val_subjects": sorted(set(subjects[sp.val])),
-         "test_subjects": sorted(set(subjects[sp.test])),
-         "n_train": int(len(sp.train)), "n_val": int(len(sp.val)), "n_test": int(len(sp.test))}
-        for k, sp in enumerate(splits, start=1)
-    ]
+    split_info = [_split_row(k, sp, subjects) for k, sp in enumerate(splits, start=1)]
     if final_retrain:
         sp = final_split(subjects, labels, params.val_fraction, params.seed)
-        model, _ = train_one(sp, best_w, "all")
-        split_info.append({"fold": "all", "train_subjects": sorted(set(subjects[sp.train])),
-                           "val_subjects": sorted(set(subjects[sp.val])), "test_subjects": [],
-                           "n_train": int(len(sp.train)), "n_val": int(len(sp.val)), "n_test": 0})
+        model, _ = train(sp, best_w, "all")
+        split_info.append(_split_row("all", sp, subjects))
     else:
         model = models[best_w, 1]
     return FinetuneResult(runs, best_w, test, model, base_summary, split_info, rejected, time.time() - t0)
 
 
 def save_weights(model: nn.Module, path, base: BaseModel, params: FinetuneParams, meta: dict) -> Path:
-    """A checkpoint `load_base` (and `workers.training.loop.load_checkpoint`) can read:
-    the registry's weights artifact, and the start of the next fine-tune."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """A checkpoint `load_base` (and `workers.models.load_checkpoint`) can read: the
+    registry's weights artifact, and the start of the next fine-tune. Returns the path."""
     config = {**base.model_config, "num_classes": len(VALENCE_CLASSES)}
-    torch.save({
-        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "epoch": params.epochs, "config": asdict(params.train_config()),
-        "meta": {"arch": base.arch, "model_config": config, "classes": list(VALENCE_CLASSES),
-                 "preprocess": base.spec.to_dict(), **meta},
-        "history": [], "best_metric": None, "best_epoch": params.epochs,
-    }, path)
-    return path
+    meta = {"arch": base.arch, "model_config": config, "classes": list(VALENCE_CLASSES),
+            "preprocess": base.spec.to_dict(), **meta}
+    return save_checkpoint(path, model, meta, epoch=params.epochs, config=asdict(params.train_config()),
+                           history=[], best_metric=None, best_epoch=params.epochs)
 
 
 def export(model: nn.Module, path, base: BaseModel, version: str, dataset: str) -> Path:

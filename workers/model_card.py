@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from edge_agent.classifier import softmax
 from edge_agent.preprocess import PreprocessSpec
@@ -16,6 +15,7 @@ from edge_agent.preprocess import PreprocessSpec
 from .calibration import fit_temperature, save_reliability_diagram
 from .evaluation import evaluate_logits, save_confusion
 from .export import export_onnx, parity_check
+from .models.checkpoint import load_checkpoint, save_checkpoint
 from .predict import predict_logits
 from .report import count_flops, machine, onnx_latency, peak_inference_memory
 
@@ -40,8 +40,6 @@ def ablation_row(name: str, checkpoint, val, test, tta_flip: bool = False, logit
     """One measured row of the card's ablation table: a checkpoint's validation and
     test accuracy, test macro-F1, 3-class accuracy and per-class recall. logit_shift
     (C,) is added to the logits first (class-prior logit adjustment)."""
-    from .training.loop import load_checkpoint
-
     model, ck = load_checkpoint(checkpoint)
     spec = PreprocessSpec.from_dict(ck["meta"]["preprocess"])
     classes = ck["meta"]["classes"]
@@ -68,6 +66,81 @@ def logit_adjustment(train_labels, num_classes: int, tau: float = 1.0):
     return (-tau * np.log(np.maximum(counts, 1) / counts.sum())).astype(np.float32)
 
 
+def _score(model, spec, classes, val, test, val_split, test_split, tta_flip, calibrate, log) -> dict:
+    """Logits with and without flip on both splits, the temperature fitted on the
+    validation split only, and the evaluations the card reports; the one look at the
+    test split."""
+    def logits_of(images, flip):
+        return predict_logits(model, images, spec, tta_flip=flip)
+
+    val_logits = {f: logits_of(val.images, f) for f in (False, True)}
+    temperature = fit_temperature(val_logits[tta_flip], val.labels) if calibrate else 1.0
+    log(f"temperature fitted on {val_split}: {temperature:.4f}")
+    val_res = evaluate_logits(val.labels, val_logits[tta_flip] / temperature, classes)
+    # The one look at the test split.
+    test_logits = {f: logits_of(test.images, f) for f in (False, True)}
+    test_res = evaluate_logits(test.labels, test_logits[tta_flip] / temperature, classes)
+    test_uncal = evaluate_logits(test.labels, test_logits[tta_flip], classes)
+    other = evaluate_logits(test.labels, test_logits[not tta_flip] / temperature, classes)
+    log(f"{test_split}: accuracy {test_res['accuracy']:.4f} macro-F1 {test_res['macro_f1']:.4f} "
+        f"3-class {test_res['valence']['accuracy']:.4f} ECE {test_uncal['ece']:.4f} -> {test_res['ece']:.4f}")
+    return {"val_logits": val_logits, "test_logits": test_logits, "temperature": temperature, "val": val_res,
+            "test": test_res, "test_uncalibrated": test_uncal, "test_other_flip": other}
+
+
+def _metrics(s: dict, val, val_split, test_split, tta_flip) -> dict:
+    test_res, test_uncal, other = s["test"], s["test_uncalibrated"], s["test_other_flip"]
+    flip_key = f"{test_split}_{'without' if tta_flip else 'with'}_flip"
+    return {
+        test_split: brief(test_res),
+        f"{test_split}_uncalibrated": {"ece": test_uncal["ece"], "nll": test_uncal["nll"]},
+        flip_key: {"accuracy": other["accuracy"], "macro_f1": other["macro_f1"],
+                   "accuracy_3class": other["valence"]["accuracy"]},
+        val_split: brief(s["val"]),
+        f"{val_split}_accuracy_by_flip": {
+            "without": float((s["val_logits"][False].argmax(1) == val.labels).mean()),
+            "with": float((s["val_logits"][True].argmax(1) == val.labels).mean())},
+    }
+
+
+def _headline(test_res: dict, test_uncal: dict) -> dict:
+    return {
+        "privatetest_accuracy_7class": test_res["accuracy"],
+        "privatetest_macro_f1": test_res["macro_f1"],
+        "privatetest_accuracy_3class": test_res["valence"]["accuracy"],
+        "privatetest_macro_f1_3class": test_res["valence"]["macro_f1"],
+        "privatetest_negative_recall": test_res["valence"]["negative_recall"],
+        "privatetest_ece": test_res["ece"],
+        "privatetest_ece_uncalibrated": test_uncal["ece"],
+        "paper_accuracy_7class": PAPER_ACCURACY,
+        "goal_accuracy_7class": GOAL_ACCURACY,
+    }
+
+
+def _cost(model, spec, onnx_path, tta_flip) -> dict:
+    flops = count_flops(model, spec)
+    return {
+        "measured_on": machine(),
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "flops_per_image": flops * (2 if tta_flip else 1),
+        "flops_per_image_single_pass": flops,
+        "peak_inference_memory": peak_inference_memory(model, spec),
+        "onnxruntime_cpu_latency_batch1": onnx_latency(onnx_path, spec, 1, threads=2),
+        "onnxruntime_cpu_throughput_batch64": onnx_latency(onnx_path, spec, 64, runs=30, threads=2),
+    }
+
+
+def _ablation_table(checkpoint, meta, data, val, test, classes, ablations, earlier_rows) -> list[dict]:
+    rows = list(earlier_rows or [])
+    rows += [ablation_row(name, ckpt, val, test) for name, ckpt in (ablations or {}).items()]
+    rows.append(ablation_row("shipped checkpoint + test-time flip", checkpoint, val, test, True))
+    if meta.get("train_split"):
+        shift = logit_adjustment(data.where_split(*meta["train_split"].split(",")).labels, len(classes))
+        rows.append(ablation_row("shipped checkpoint + class-prior logit adjustment (τ = 1)",
+                                 checkpoint, val, test, logit_shift=shift))
+    return rows
+
+
 def ship(
     checkpoint,
     data,
@@ -90,34 +163,21 @@ def ship(
 
     data: an ImageSet with `val_split` and `test_split`. The temperature is fitted on
     the validation split only; the test split is scored once for the card (with and
-    without flip, before and after calibration). ablations: {row name: checkpoint}
-    evaluated the same way for the card's ablation table; earlier_rows: rows an earlier
-    card measured with this protocol on the same splits (their checkpoints need not exist
-    any more), listed first. figures_dir: confusion matrices and the reliability diagram
-    as PNG. Returns the card (dict).
+    without flip, before and after calibration). weights_out: the shipped network as a
+    checkpoint (`workers.models.checkpoint`, meta plus `version` and `temperature`), the
+    start of fine-tuning. ablations: {row name: checkpoint} evaluated the same way for the
+    card's ablation table; earlier_rows: rows an earlier card measured with this protocol
+    on the same splits (their checkpoints need not exist any more), listed first.
+    figures_dir: confusion matrices and the reliability diagram as PNG. Returns the card
+    (dict). Raises CheckpointError for a checkpoint without architecture metadata.
     """
-    from .training.loop import load_checkpoint
-
     model, ck = load_checkpoint(checkpoint)
     meta = ck["meta"]
     classes = meta["classes"]
     spec = PreprocessSpec.from_dict(meta["preprocess"])
     val, test = data.where_split(*val_split.split(",")), data.where_split(*test_split.split(","))
-
-    def logits_of(images, flip):
-        return predict_logits(model, images, spec, tta_flip=flip)
-
-    val_logits = {f: logits_of(val.images, f) for f in (False, True)}
-    temperature = fit_temperature(val_logits[tta_flip], val.labels) if calibrate else 1.0
-    log(f"temperature fitted on {val_split}: {temperature:.4f}")
-    val_res = evaluate_logits(val.labels, val_logits[tta_flip] / temperature, classes)
-    # The one look at the test split.
-    test_logits = {f: logits_of(test.images, f) for f in (False, True)}
-    test_res = evaluate_logits(test.labels, test_logits[tta_flip] / temperature, classes)
-    test_uncal = evaluate_logits(test.labels, test_logits[tta_flip], classes)
-    other = evaluate_logits(test.labels, test_logits[not tta_flip] / temperature, classes)
-    log(f"{test_split}: accuracy {test_res['accuracy']:.4f} macro-F1 {test_res['macro_f1']:.4f} "
-        f"3-class {test_res['valence']['accuracy']:.4f} ECE {test_uncal['ece']:.4f} -> {test_res['ece']:.4f}")
+    s = _score(model, spec, classes, val, test, val_split, test_split, tta_flip, calibrate, log)
+    temperature, test_res, test_logits = s["temperature"], s["test"], s["test_logits"]
     if figures_dir:
         save_confusion(test_res, figures_dir, f"confusion-{test_split.lower()}")
         save_reliability_diagram(softmax(test_logits[tta_flip]), softmax(test_logits[tta_flip] / temperature),
@@ -128,16 +188,11 @@ def ship(
                        tta_flip=tta_flip, temperature=temperature)
     parity = parity_check(model, path, spec, test.images[:256], tta_flip=tta_flip, temperature=temperature)
     if weights_out:
-        # A checkpoint in `fit`'s format, so fine-tuning (workers.finetune.load_base) and
-        # the benchmarks start from the exact network that was shipped.
-        Path(weights_out).parent.mkdir(parents=True, exist_ok=True)
-        torch.save({
-            "model": {k: v.contiguous() for k, v in model.state_dict().items()},
-            "meta": {**meta, "version": version, "temperature": temperature},
-            "epoch": ck["epoch"], "config": ck.get("config"),
-        }, weights_out)
-    flops = count_flops(model, spec)
-    flip_key = f"{test_split}_{'without' if tta_flip else 'with'}_flip"
+        # So fine-tuning (workers.finetune.load_base) and the benchmarks start from the
+        # exact network that was shipped.
+        save_checkpoint(weights_out, model, {**meta, "version": version, "temperature": temperature},
+                        epoch=ck["epoch"], config=ck.get("config"), history=ck.get("history"),
+                        best_metric=ck.get("best_metric"), best_epoch=ck.get("best_epoch"))
     card = {
         "name": Path(onnx_out).stem,
         "version": version,
@@ -152,36 +207,9 @@ def ship(
         "protocol": {"train": meta.get("train_split"), "select": val_split, "test": test_split,
                      "test_time_flip": tta_flip, "checkpoint_epoch": ck["epoch"],
                      "temperature_fitted_on": val_split if calibrate else None},
-        "metrics": {
-            test_split: brief(test_res),
-            f"{test_split}_uncalibrated": {"ece": test_uncal["ece"], "nll": test_uncal["nll"]},
-            flip_key: {"accuracy": other["accuracy"], "macro_f1": other["macro_f1"],
-                       "accuracy_3class": other["valence"]["accuracy"]},
-            val_split: brief(val_res),
-            f"{val_split}_accuracy_by_flip": {
-                "without": float((val_logits[False].argmax(1) == val.labels).mean()),
-                "with": float((val_logits[True].argmax(1) == val.labels).mean())},
-        },
-        "headline": {
-            "privatetest_accuracy_7class": test_res["accuracy"],
-            "privatetest_macro_f1": test_res["macro_f1"],
-            "privatetest_accuracy_3class": test_res["valence"]["accuracy"],
-            "privatetest_macro_f1_3class": test_res["valence"]["macro_f1"],
-            "privatetest_negative_recall": test_res["valence"]["negative_recall"],
-            "privatetest_ece": test_res["ece"],
-            "privatetest_ece_uncalibrated": test_uncal["ece"],
-            "paper_accuracy_7class": PAPER_ACCURACY,
-            "goal_accuracy_7class": GOAL_ACCURACY,
-        },
-        "cost": {
-            "measured_on": machine(),
-            "parameters": int(sum(p.numel() for p in model.parameters())),
-            "flops_per_image": flops * (2 if tta_flip else 1),
-            "flops_per_image_single_pass": flops,
-            "peak_inference_memory": peak_inference_memory(model, spec),
-            "onnxruntime_cpu_latency_batch1": onnx_latency(path, spec, 1, threads=2),
-            "onnxruntime_cpu_throughput_batch64": onnx_latency(path, spec, 64, runs=30, threads=2),
-        },
+        "metrics": _metrics(s, val, val_split, test_split, tta_flip),
+        "headline": _headline(test_res, s["test_uncalibrated"]),
+        "cost": _cost(model, spec, path, tta_flip),
         "parity": parity,
         "weights": Path(weights_out).name if weights_out else None,
         "commands": {"train": meta.get("command"), "ship": ship_command},
@@ -189,13 +217,7 @@ def ship(
         **(notes or {}),
     }
     if ablations or earlier_rows:
-        card["ablation"] = list(earlier_rows or [])
-        card["ablation"] += [ablation_row(name, ckpt, val, test) for name, ckpt in (ablations or {}).items()]
-        card["ablation"].append(ablation_row("shipped checkpoint + test-time flip", checkpoint, val, test, True))
-        if meta.get("train_split"):
-            shift = logit_adjustment(data.where_split(*meta["train_split"].split(",")).labels, len(classes))
-            card["ablation"].append(ablation_row("shipped checkpoint + class-prior logit adjustment (τ = 1)",
-                                                 checkpoint, val, test, logit_shift=shift))
+        card["ablation"] = _ablation_table(checkpoint, meta, data, val, test, classes, ablations, earlier_rows)
     Path(card_out).parent.mkdir(parents=True, exist_ok=True)
     Path(card_out).write_text(json.dumps(card, indent=2) + "\n")
     return card

@@ -27,7 +27,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from .registry import register_model
+from .registry import fresh_linear, register_model
 
 ABLATIONS = {
     None: "full LiExNet",
@@ -156,6 +156,11 @@ class LiExNet(nn.Module):
 
     def forward(self, x):
         return self.classifier(self.features(x))
+
+    def reset_classifier(self, num_classes: int, seed: int = 0) -> None:
+        """Replace the last FC layer (hidden → classes) by a fresh one with `num_classes`
+        outputs (`registry.fresh_linear`); the features and the hidden FC keep theirs."""
+        self.classifier[-1] = fresh_linear(self.classifier[-1].in_features, num_classes, seed)
 
 
 @register_model("liexnet")

@@ -5,7 +5,7 @@ from typing import Sequence
 
 import torch.nn as nn
 
-from .registry import register_model
+from .registry import fresh_linear, register_model
 
 
 class BasicBlock(nn.Module):
@@ -57,6 +57,11 @@ class FaceResNet(nn.Module):
 
     def forward(self, x):
         return self.head(self.features(x))
+
+    def reset_classifier(self, num_classes: int, seed: int = 0) -> None:
+        """Replace the final linear layer by a fresh one with `num_classes` outputs
+        (`registry.fresh_linear`); the features keep their weights."""
+        self.head[-1] = fresh_linear(self.head[-1].in_features, num_classes, seed)
 
 
 @register_model("resnet_face")

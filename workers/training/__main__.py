@@ -53,8 +53,9 @@ def cmd_train(args):
     import torch
 
     from workers.models import count_parameters, create_model
+    from workers.models.checkpoint import load_checkpoint, read_checkpoint
     from workers.training.augment import AugmentConfig
-    from workers.training.loop import TrainConfig, fit, load_checkpoint
+    from workers.training.loop import TrainConfig, fit
 
     _threads(args)
     spec = _spec_from_args(args)
@@ -90,7 +91,7 @@ def cmd_train(args):
     if args.init:
         # Start from another run's weights with a fresh optimiser and schedule
         # (a warm restart, or fine-tuning); the architecture must match.
-        init = torch.load(args.init, map_location="cpu", weights_only=False)
+        init = read_checkpoint(args.init)
         model.load_state_dict(init["model"])
         print(f"initialised from {args.init} (epoch {init.get('epoch')})", file=sys.stderr)
     meta = {

@@ -23,7 +23,7 @@ def _checkpoint_spec(ck):
 def cmd_evaluate(args, _load, _threads):
     from workers.evaluation import evaluate_logits, save_confusion
     from workers.predict import predict_logits
-    from workers.training.loop import load_checkpoint
+    from workers.models.checkpoint import load_checkpoint
 
     _threads(args)
     model, ck = load_checkpoint(args.checkpoint)
@@ -70,7 +70,7 @@ def cmd_crossval(args, _load, _threads, _spec_from_args):
 
 def cmd_export(args, _load, _threads):
     from workers.export import check_metadata, export_onnx, parity_check
-    from workers.training.loop import load_checkpoint
+    from workers.models.checkpoint import load_checkpoint
 
     model, ck = load_checkpoint(args.checkpoint)
     meta = ck["meta"]
@@ -106,7 +106,7 @@ def cmd_build_engine(args, *_):
 
 def cmd_report(args, *_):
     from workers.report import model_report
-    from workers.training.loop import load_checkpoint
+    from workers.models.checkpoint import load_checkpoint
 
     model, ck = load_checkpoint(args.checkpoint)
     rep = model_report(model, _checkpoint_spec(ck), args.onnx)
@@ -119,7 +119,7 @@ def cmd_ship(args, _load, _threads):
 
     from edge_agent.preprocess import PreprocessSpec
     from workers.model_card import ship
-    from workers.training.loop import load_checkpoint
+    from workers.models.checkpoint import load_checkpoint
 
     _threads(args)
     _, ck = load_checkpoint(args.checkpoint)

@@ -9,7 +9,6 @@ uninterrupted run would have done.
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,6 +23,8 @@ from tqdm import tqdm
 from edge_agent.preprocess import PreprocessSpec, normalize
 
 from ..evaluation import macro_f1
+from ..models.checkpoint import load_checkpoint as _load_checkpoint
+from ..models.checkpoint import read_checkpoint, save_checkpoint, state_of
 from ..predict import predict_logits
 from .augment import AugmentConfig, augment_batch, mixup
 from .losses import class_balanced_weights, distillation_loss, soft_targets, weighted_cross_entropy
@@ -125,10 +126,134 @@ def _scheduler(opt, cfg: TrainConfig, steps_per_epoch: int):
     raise ValueError(f"unknown schedule {cfg.schedule!r}")
 
 
-def _save(obj, path: Path):
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)  # a kill mid-write never corrupts the previous checkpoint
+def _check_inputs(model, train_images, train_labels, spec, num_classes) -> int:
+    """The number of classes (asked of the network when not given); raises TrainingError
+    for too few images, non-uint8 pixels or labels outside 0..C-1."""
+    if len(train_labels) < 2:
+        raise TrainingError("need at least two training images")
+    if train_images.dtype != np.uint8:
+        raise TrainingError("train_images must be uint8 (the decoded cache)")
+    if num_classes is None:  # ask the network, not the labels: a subset may lack classes
+        model.eval()
+        with torch.no_grad():
+            num_classes = int(model(torch.from_numpy(normalize(train_images[:2], spec))).shape[1])
+    if int(train_labels.max()) >= num_classes or int(train_labels.min()) < 0:
+        raise TrainingError(f"labels must lie in 0..{num_classes - 1}")
+    return num_classes
+
+
+def _loss_weights(labels_t, sample_weight, cfg: TrainConfig, train_labels, num_classes) -> torch.Tensor:
+    """Per-image loss weights (N,): sample weights times class-balanced weights if asked."""
+    n = len(labels_t)
+    weights = torch.ones(n) if sample_weight is None else torch.as_tensor(sample_weight, dtype=torch.float32)
+    if cfg.class_balanced:
+        cw = torch.from_numpy(class_balanced_weights(np.bincount(train_labels, minlength=num_classes)))
+        weights = weights * cw[labels_t]
+    return weights
+
+
+def _teacher_cache(teacher, train_images, spec, cfg: TrainConfig):
+    """(N, 2, C): the teacher's logits for each training image and for its mirror, when
+    distillation is cached; else None."""
+    if teacher is None or not cfg.distill_cached:
+        return None
+    return torch.from_numpy(np.stack([
+        predict_logits(teacher, train_images, spec, cfg.eval_batch_size),
+        predict_logits(teacher, train_images[:, :, ::-1], spec, cfg.eval_batch_size)], axis=1))
+
+
+@dataclass
+class _Progress:
+    """What a resumed run takes over from `last.pt`."""
+    history: list[EpochMetrics] = field(default_factory=list)
+    start_epoch: int = 1
+    best_metric: float | None = None
+    best_epoch: int = 0
+
+
+def _resume(out: Path, model, opt, sched, cfg: TrainConfig, log) -> _Progress:
+    last = out / "last.pt"
+    if not last.exists():
+        log(f"nothing to resume in {out}; starting fresh")
+        return _Progress()
+    ck = read_checkpoint(last)
+    if ck["config"]["epochs"] != cfg.epochs:
+        raise TrainingError(f"{last} was made for {ck['config']['epochs']} epochs, not {cfg.epochs}")
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optimizer"])
+    sched.load_state_dict(ck["scheduler"])
+    log(f"resumed from {last} after epoch {ck['epoch']}")
+    return _Progress([EpochMetrics(**h) for h in ck["history"]], ck["epoch"] + 1, ck["best_metric"], ck["best_epoch"])
+
+
+def _train_epoch(model, opt, sched, epoch, g, cfg: TrainConfig, train_images, labels_t, weights, order, bs, steps,
+                 spec, num_classes, memory_format, teacher, cached_teacher, should_stop, progress):
+    """One pass over the shuffled training images. Returns (summed loss, summed plain
+    cross-entropy, correct, seen, cancelled)."""
+    total_loss, total_ce, correct, seen = 0.0, 0.0, 0, 0
+    bar = tqdm(
+        range(steps), desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False,
+        mininterval=0.5 if sys.stderr.isatty() else 30, file=sys.stderr,
+    )
+    cancelled = False
+    for b in bar:
+        if should_stop is not None and should_stop():
+            cancelled = True
+            break
+        idx = order[b * bs : (b + 1) * bs]
+        x = torch.from_numpy(normalize(train_images[idx.numpy()], spec))
+        y = labels_t[idx]
+        w = weights[idx]
+        x, flipped = augment_batch(x, cfg.augment, g, return_flip=True)
+        x = x.contiguous(memory_format=memory_format)
+        q = soft_targets(y, num_classes, cfg.label_smoothing)
+        if cfg.mixup_alpha > 0:
+            x, q, perm, lam = mixup(x, q, cfg.mixup_alpha, g)
+            w = lam * w + (1 - lam) * w[perm]
+        logits = model(x)
+        if teacher is not None:
+            if cached_teacher is not None:
+                t_logits = cached_teacher[idx, flipped.long()]
+                if cfg.mixup_alpha > 0:
+                    t_logits = lam * t_logits + (1 - lam) * t_logits[perm]
+            else:
+                with torch.no_grad():
+                    t_logits = teacher(x)
+            loss = distillation_loss(logits, t_logits, q, cfg.distill_alpha, cfg.distill_temperature, w)
+        else:
+            loss = weighted_cross_entropy(logits, q, w)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"loss became {loss.item()} in epoch {epoch}; lower the learning rate")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        total_loss += loss.item() * len(y)
+        total_ce += float(nn.functional.cross_entropy(logits.detach(), y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+        seen += len(y)
+        if progress and b % 20 == 0:
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False)
+    bar.close()
+    return total_loss, total_ce, correct, seen, cancelled
+
+
+def _validate(m: EpochMetrics, model, val_images, val_labels, spec, cfg: TrainConfig, num_classes) -> None:
+    """Fills m's validation loss, accuracy and macro-F1."""
+    logits = predict_logits(model, val_images, spec, cfg.eval_batch_size, cfg.tta_flip)
+    lt = torch.from_numpy(logits)
+    m.val_loss = float(nn.functional.cross_entropy(lt, torch.from_numpy(val_labels.astype(np.int64))))
+    pred = logits.argmax(1)
+    m.val_accuracy = float((pred == val_labels).mean())
+    m.val_macro_f1 = macro_f1(val_labels, pred, num_classes)
+
+
+def _epoch_line(m: EpochMetrics, cfg: TrainConfig, has_val: bool, improved: bool) -> str:
+    val = (
+        f" | val loss {m.val_loss:.4f} acc {m.val_accuracy:.4f} macro-F1 {m.val_macro_f1:.4f}" if has_val else ""
+    )
+    return (f"epoch {m.epoch}/{cfg.epochs} | train loss {m.train_loss:.4f} acc {m.train_accuracy:.4f}{val}"
+            f" | lr {m.lr:.2e} | {m.seconds:.1f}s{' | best' if improved else ''}")
 
 
 def fit(
@@ -154,25 +279,20 @@ def fit(
 ) -> FitResult:
     """Train `model` in place.
 
-    train_images: uint8 NHWC, `to_model_pixels` output. sample_weight: per-image weights
-    multiplied into the loss (e.g. worker-weighted fine-tuning). meta: stored in every
-    checkpoint (architecture name and config, classes, preprocessing, data set name) so
-    a checkpoint can be rebuilt and exported on its own. restore_best: end with the
+    train_images: uint8 NHWC (N, H, W, C), `to_model_pixels` output; labels: class
+    indices (N,). sample_weight: per-image weights (N,) multiplied into the loss (e.g.
+    worker-weighted fine-tuning). meta: stored in every checkpoint (architecture name and
+    config, classes, preprocessing, data set name) so a checkpoint can be rebuilt and
+    exported on its own (`workers.models.checkpoint`). out_dir: where `best.pt` and
+    `last.pt` (resumable) are written after every epoch. restore_best: end with the
     weights of the epoch that scored best on the validation images (kept in memory, so it
     works without out_dir); otherwise the model holds the last epoch's weights.
+    Raises TrainingError (bad inputs, a non-finite loss, a resume for another number of
+    epochs) and ValueError (unknown optimizer or schedule).
     """
     cfg = config
     n = len(train_labels)
-    if n < 2:
-        raise TrainingError("need at least two training images")
-    if train_images.dtype != np.uint8:
-        raise TrainingError("train_images must be uint8 (the decoded cache)")
-    if num_classes is None:  # ask the network, not the labels: a subset may lack classes
-        model.eval()
-        with torch.no_grad():
-            num_classes = int(model(torch.from_numpy(normalize(train_images[:2], spec))).shape[1])
-    if int(train_labels.max()) >= num_classes or int(train_labels.min()) < 0:
-        raise TrainingError(f"labels must lie in 0..{num_classes - 1}")
+    num_classes = _check_inputs(model, train_images, train_labels, spec, num_classes)
     # channels_last runs LiExNet's small convolutions ~20% faster on CPU. Opt-in per
     # network: torch 2.13's CPU backward segfaults on some channels_last ResNets
     # (e.g. resnet_face_small with widths 8-16).
@@ -183,98 +303,36 @@ def fit(
     opt = _optimizer(model, cfg)
     sched = _scheduler(opt, cfg, steps)
     labels_t = torch.from_numpy(train_labels.astype(np.int64))
-    weights = torch.ones(n) if sample_weight is None else torch.as_tensor(sample_weight, dtype=torch.float32)
-    if cfg.class_balanced:
-        cw = torch.from_numpy(class_balanced_weights(np.bincount(train_labels, minlength=num_classes)))
-        weights = weights * cw[labels_t]
+    weights = _loss_weights(labels_t, sample_weight, cfg, train_labels, num_classes)
     if teacher is not None:
         teacher.eval()
-    cached_teacher = None
-    if teacher is not None and cfg.distill_cached:
-        # (N, 2, C): the teacher's logits for each training image and for its mirror.
-        cached_teacher = torch.from_numpy(np.stack([
-            predict_logits(teacher, train_images, spec, cfg.eval_batch_size),
-            predict_logits(teacher, train_images[:, :, ::-1], spec, cfg.eval_batch_size)], axis=1))
+    cached_teacher = _teacher_cache(teacher, train_images, spec, cfg)
     has_val = val_images is not None and len(val_images) > 0
 
     out = Path(out_dir) if out_dir else None
-    history: list[EpochMetrics] = []
-    start_epoch, best_metric, best_epoch = 1, None, 0
+    state = _Progress()
     if out:
         out.mkdir(parents=True, exist_ok=True)
-        last = out / "last.pt"
-        if resume and last.exists():
-            ck = torch.load(last, map_location="cpu", weights_only=False)
-            if ck["config"]["epochs"] != cfg.epochs:
-                raise TrainingError(f"{last} was made for {ck['config']['epochs']} epochs, not {cfg.epochs}")
-            model.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["optimizer"])
-            sched.load_state_dict(ck["scheduler"])
-            history = [EpochMetrics(**h) for h in ck["history"]]
-            start_epoch = ck["epoch"] + 1
-            best_metric, best_epoch = ck["best_metric"], ck["best_epoch"]
-            log(f"resumed from {last} after epoch {ck['epoch']}")
-        elif resume:
-            log(f"nothing to resume in {out}; starting fresh")
+        if resume:
+            state = _resume(out, model, opt, sched, cfg, log)
+    history = state.history
 
-    def checkpoint(epoch, state_dict):
-        return {
-            "model": state_dict, "epoch": epoch, "config": asdict(cfg), "meta": meta or {},
-            "history": [asdict(h) for h in history], "best_metric": best_metric, "best_epoch": best_epoch,
-        }
+    def save(name, epoch, weights_now, **extra):
+        save_checkpoint(out / name, weights_now, meta or {}, epoch=epoch, config=asdict(cfg),
+                        history=[asdict(h) for h in history], best_metric=state.best_metric,
+                        best_epoch=state.best_epoch, **extra)
 
     cancelled = False
     best_state = None
-    for epoch in range(start_epoch, cfg.epochs + 1):
+    for epoch in range(state.start_epoch, cfg.epochs + 1):
         t0 = time.time()
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
         torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout
         order = torch.randperm(n, generator=g)
         model.train()
-        total_loss, total_ce, correct, seen = 0.0, 0.0, 0, 0
-        bar = tqdm(
-            range(steps), desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False,
-            mininterval=0.5 if sys.stderr.isatty() else 30, file=sys.stderr,
-        )
-        for b in bar:
-            if should_stop is not None and should_stop():
-                cancelled = True
-                break
-            idx = order[b * bs : (b + 1) * bs]
-            x = torch.from_numpy(normalize(train_images[idx.numpy()], spec))
-            y = labels_t[idx]
-            w = weights[idx]
-            x, flipped = augment_batch(x, cfg.augment, g, return_flip=True)
-            x = x.contiguous(memory_format=memory_format)
-            q = soft_targets(y, num_classes, cfg.label_smoothing)
-            if cfg.mixup_alpha > 0:
-                x, q, perm, lam = mixup(x, q, cfg.mixup_alpha, g)
-                w = lam * w + (1 - lam) * w[perm]
-            logits = model(x)
-            if teacher is not None:
-                if cached_teacher is not None:
-                    t_logits = cached_teacher[idx, flipped.long()]
-                    if cfg.mixup_alpha > 0:
-                        t_logits = lam * t_logits + (1 - lam) * t_logits[perm]
-                else:
-                    with torch.no_grad():
-                        t_logits = teacher(x)
-                loss = distillation_loss(logits, t_logits, q, cfg.distill_alpha, cfg.distill_temperature, w)
-            else:
-                loss = weighted_cross_entropy(logits, q, w)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"loss became {loss.item()} in epoch {epoch}; lower the learning rate")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total_loss += loss.item() * len(y)
-            total_ce += float(nn.functional.cross_entropy(logits.detach(), y, reduction="sum"))
-            correct += int((logits.argmax(1) == y).sum())
-            seen += len(y)
-            if progress and b % 20 == 0:
-                bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False)
-        bar.close()
+        total_loss, total_ce, correct, seen, cancelled = _train_epoch(
+            model, opt, sched, epoch, g, cfg, train_images, labels_t, weights, order, bs, steps, spec, num_classes,
+            memory_format, teacher, cached_teacher, should_stop, progress)
         if cancelled:
             log(f"cancelled during epoch {epoch}; the last complete epoch's checkpoint stays")
             break
@@ -283,34 +341,21 @@ def fit(
             lr=opt.param_groups[0]["lr"], seconds=0.0, train_ce=total_ce / max(seen, 1),
         )
         if has_val:
-            logits = predict_logits(model, val_images, spec, cfg.eval_batch_size, cfg.tta_flip)
-            lt = torch.from_numpy(logits)
-            m.val_loss = float(nn.functional.cross_entropy(lt, torch.from_numpy(val_labels.astype(np.int64))))
-            pred = logits.argmax(1)
-            m.val_accuracy = float((pred == val_labels).mean())
-            m.val_macro_f1 = macro_f1(val_labels, pred, num_classes)
+            _validate(m, model, val_images, val_labels, spec, cfg, num_classes)
         m.seconds = time.time() - t0
         history.append(m)
         score = (m.val_macro_f1 if cfg.select_metric == "macro_f1" else m.val_accuracy) if has_val else -m.train_loss
-        improved = best_metric is None or score > best_metric
+        improved = state.best_metric is None or score > state.best_metric
         if improved:
-            best_metric, best_epoch = score, epoch
+            state.best_metric, state.best_epoch = score, epoch
             if restore_best and has_val:
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best_state = state_of(model)
         if out:
-            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            now = state_of(model)
             if improved:
-                _save(checkpoint(epoch, state), out / "best.pt")
-            ck = checkpoint(epoch, state)
-            ck["optimizer"], ck["scheduler"] = opt.state_dict(), sched.state_dict()
-            _save(ck, out / "last.pt")
-        val = (
-            f" | val loss {m.val_loss:.4f} acc {m.val_accuracy:.4f} macro-F1 {m.val_macro_f1:.4f}" if has_val else ""
-        )
-        log(
-            f"epoch {epoch}/{cfg.epochs} | train loss {m.train_loss:.4f} acc {m.train_accuracy:.4f}{val}"
-            f" | lr {m.lr:.2e} | {m.seconds:.1f}s{' | best' if improved else ''}",
-        )
+                save("best.pt", epoch, now)
+            save("last.pt", epoch, now, optimizer=opt.state_dict(), scheduler=sched.state_dict())
+        log(_epoch_line(m, cfg, has_val, improved))
         if on_epoch is not None:
             on_epoch(m)
     if best_state is not None:
@@ -318,19 +363,11 @@ def fit(
     ckpt = None
     if out:
         ckpt = out / ("best.pt" if (out / "best.pt").exists() else "last.pt")
-    return FitResult(history, best_epoch, best_metric, cancelled, ckpt)
+    return FitResult(history, state.best_epoch, state.best_metric, cancelled, ckpt)
 
 
 def load_checkpoint(path, strict_meta: bool = True):
-    """(model, checkpoint dict) from a best.pt / last.pt written by `fit` through the CLI."""
-    from ..models import create_model
-
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    meta = ck.get("meta") or {}
-    if strict_meta and "arch" not in meta:
-        raise TrainingError(f"{path} has no architecture metadata; it was not written by the trainer")
-    model = create_model(meta["arch"], **meta.get("model_config", {}))
-    model.load_state_dict(ck["model"])
-    model.eval()
-    return model, ck
-
+    """(model in eval mode, checkpoint dict) from a best.pt / last.pt written by `fit`:
+    `workers.models.checkpoint.load_checkpoint`, kept here for its callers. Raises
+    CheckpointError (a ValueError) when the file names no architecture."""
+    return _load_checkpoint(path, strict_meta)
