@@ -296,6 +296,8 @@ AFFECTWATCH = {
     "METRICS_TOKEN_SHA256": (hashlib.sha256(os.environ["AFFECTWATCH_METRICS_TOKEN"].encode()).hexdigest()
                              if os.environ.get("AFFECTWATCH_METRICS_TOKEN") else ""),
 }
+if 0 < len(os.environ.get("AFFECTWATCH_METRICS_TOKEN", "")) < 32:
+    raise ImproperlyConfigured("AFFECTWATCH_METRICS_TOKEN must be at least 32 characters (a random string)")
 
 if timedelta(days=AFFECTWATCH["MINUTE_ROLLUP_RETENTION_DAYS"]) <= AFFECTWATCH["INGEST_MAX_PAST"]:
     raise ImproperlyConfigured("AFFECTWATCH_MINUTE_ROLLUP_RETENTION_DAYS must be longer than "

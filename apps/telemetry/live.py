@@ -6,9 +6,12 @@ reads those minutes once (`SiteTrendConsumer`). Announcements follow the release
 schedule, never the arrival of a batch: when a push comes must not tell that someone
 was seen."""
 import logging
+import time
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+
+from . import metrics
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +24,16 @@ def site_group(site_id) -> str:
 
 
 def publish_minutes(site_id: int, first, last):
-    """Announces that a site's minutes first..last (datetimes, inclusive) were released."""
-    message = {"type": "minutes.touched", "first": first.timestamp(), "last": last.timestamp()}
+    """Announces that a site's minutes first..last (datetimes, inclusive) were released.
+    Never raises: a failed announcement is logged and counted
+    (`affectwatch_live_announcements_total{outcome="failed"}`). `released` (Unix seconds)
+    lets the consumer measure the push lag."""
+    message = {"type": "minutes.touched", "first": first.timestamp(), "last": last.timestamp(),
+               "released": time.time()}
     try:
         async_to_sync(get_channel_layer().group_send)(site_group(site_id), message)
     except Exception:  # the data is stored; a dashboard that misses a push catches up on reload
         log.exception("live fan-out to site %s failed", site_id)
+        metrics.ANNOUNCEMENTS.labels("failed").inc()
+    else:
+        metrics.ANNOUNCEMENTS.labels("sent").inc()

@@ -23,3 +23,16 @@ PUSH_LAG = Histogram("affectwatch_live_push_lag_seconds",
 PUSH_AGE = Histogram("affectwatch_live_push_age_seconds",
                      "Seconds from the end of the newest minute in a live push to the push.",
                      buckets=(60, 90, 100, 120, 150, 180, 240, 300, 600, 1800, 3600))
+
+#: Every label value a counter above can take (the codes of `ingest.Rejection`), written
+#: at 0 when a process starts, so each series exists from the first scrape and rate()
+#: sees its first increase.
+LABEL_VALUES = {
+    EVENTS_REJECTED: ("not_an_object", "missing_field", "unknown_label", "bad_confidence", "bad_timestamp",
+                      "future", "too_old", "bad_track", "unknown_camera"),
+    BATCHES: ("stored", "duplicate", "malformed"),
+    ANNOUNCEMENTS: ("sent", "failed"),
+}
+for _counter, _values in LABEL_VALUES.items():
+    for _value in _values:
+        _counter.labels(_value)

@@ -221,3 +221,13 @@ def test_ids_that_are_not_numbers_are_a_400_with_the_reason(world, bravo):
     for body in ("[]", '"x"', "3"):  # not an object: every endpoint reads named fields
         res = tech.post(f"/api/v1/sites/{ids['site']}/enrollment-codes/", body, content_type="application/json")
         assert res.status_code == 400 and "JSON object" in res.json()["detail"]
+
+
+def test_metrics_are_for_the_operator_not_any_organisation_role(world):
+    """/metrics (Prometheus) reports every organisation's boards: no organisation role
+    reads it — not even an admin — and an anonymous caller is asked for the token."""
+    _, ours, _, _, _ = world
+    for role, user in ours.items():
+        assert page_as(user).get("/metrics").status_code == 403, role
+    res = Client().get("/metrics")
+    assert res.status_code == 401 and res["WWW-Authenticate"].startswith("Bearer")

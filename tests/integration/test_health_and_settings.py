@@ -31,10 +31,17 @@ def test_healthz_is_503_when_the_broker_is_down(django_db_setup, server_logs, tr
 
 def test_production_settings_pass_check_deploy():
     env = clean_env(AFFECTWATCH_ENV="production", SECRET_KEY="x" * 20 + "-Kq8#vL2@pW9!zR4$tY7^uI1&oP5*aS3",
-               ALLOWED_HOSTS="affectwatch.example.com")
+               ALLOWED_HOSTS="affectwatch.example.com", AFFECTWATCH_METRICS_TOKEN="m" * 40)
     res = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT,
                          env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+    del env["AFFECTWATCH_METRICS_TOKEN"]  # Prometheus could not scrape /metrics
+    res = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT,
+                         env=env, capture_output=True, text=True)
+    assert res.returncode != 0 and "affectwatch.monitoring.W001" in res.stdout + res.stderr
+    env["AFFECTWATCH_METRICS_TOKEN"] = "short"
+    res = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert res.returncode != 0 and "AFFECTWATCH_METRICS_TOKEN must be at least 32 characters" in res.stderr
 
 
 def test_production_refuses_to_start_without_secret_key():

@@ -147,7 +147,8 @@ def test_a_dashboard_on_one_web_process_gets_the_push_for_a_batch_another_took(
         platform_server, celery_worker, tenant, server_logs):
     """Two ASGI server processes and a Celery worker sharing Redis, as a scaled deployment
     runs them: the batch goes to server B, the worker's release announces its minute over
-    the Channels layer, and the dashboard connected to server A is pushed that minute."""
+    the Channels layer, and the dashboard connected to server A is pushed that minute. The
+    three processes' counters add up at /metrics (prometheus-client's multiprocess mode)."""
     from apps.sites.models import Device
     from apps.telemetry.models import DeviceRelease
     from apps.telemetry.tasks import release_minutes as release_task
@@ -179,8 +180,27 @@ def test_a_dashboard_on_one_web_process_gets_the_push_for_a_batch_another_took(
                         return msg
                 raise AssertionError("no push for the minute")
 
+        before = counters()
         msg = run_async(scenario())
         i = msg["series"]["t"].index(int(minute.timestamp()))
         assert msg["series"]["suppressed"][i] is False  # 20 people, 600 detections: well above the noise
+        deadline = time.monotonic() + 5  # server A observes the lag just after sending
+        while (after := counters())["affectwatch_live_push_lag_seconds_count"] == before.get(
+                "affectwatch_live_push_lag_seconds_count", 0) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert after["affectwatch_ingest_events_total"] - before["affectwatch_ingest_events_total"] == len(events)  # B
+        assert after['affectwatch_live_announcements_total{outcome="sent"}'] > before[
+            'affectwatch_live_announcements_total{outcome="sent"}']  # the worker
+        assert after["affectwatch_live_push_lag_seconds_count"] > before.get("affectwatch_live_push_lag_seconds_count", 0)  # A
     finally:
         other.stop()
+
+
+def counters() -> dict:
+    """{sample as written in the exposition: value} of every process's metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from apps.monitoring.collector import exposition
+
+    return {s.name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items())) + "}" if s.labels else ""): s.value
+            for f in text_string_to_metric_families(exposition().decode()) for s in f.samples}

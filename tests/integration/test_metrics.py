@@ -43,6 +43,15 @@ def test_only_the_operator_reads_metrics(tenant, make_user, operator, settings):
     settings.AFFECTWATCH = {**settings.AFFECTWATCH, "METRICS_TOKEN_SHA256": hashlib.sha256(b"scrape-me").hexdigest()}
     assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me").status_code == 200
     assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-you").status_code == 401
+    assert Client().post("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me").status_code == 405
+
+
+def test_every_rejection_code_is_a_series_from_the_start():
+    """A reason's series exists at 0 before its first rejection (rate() sees the first one)."""
+    from apps.telemetry import metrics
+
+    codes = set(re.findall(r'Rejection\("(\w+)"', (ROOT / "apps" / "telemetry" / "ingest.py").read_text()))
+    assert codes and codes == set(metrics.LABEL_VALUES[metrics.EVENTS_REJECTED])
 
 
 def test_counters_from_a_web_process_and_the_state_gauges(platform_server, tenant, make_device, operator):
