@@ -19,6 +19,7 @@ from apps.accounts.scope import ScopedModelSerializer
 from apps.sites.authentication import DeviceTokenAuthentication, IsDevice
 from apps.sites.models import Device, Zone
 
+from . import metrics
 from .ingest import BatchError, ingest as store_batch
 from .models import MinuteRollup
 from .renderers import CSVRenderer, JSONRenderer
@@ -140,6 +141,7 @@ def ingest(request):
     events = request.data.get("events") if isinstance(request.data, dict) else None
     wait = _rate_limited(device, len(events) if isinstance(events, list) else 0)
     if wait:
+        metrics.BATCHES.labels("rate_limited").inc()
         return Response({"detail": "rate limit exceeded"}, status=429, headers={"Retry-After": str(wait)})
     try:
         answer, _ = store_batch(device, request.data)

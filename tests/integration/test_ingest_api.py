@@ -173,11 +173,15 @@ def test_rate_limit_is_429_with_retry_after(tenant, settings):
     settings.AFFECTWATCH = {**settings.AFFECTWATCH, "INGEST_RATE_PER_MINUTE": 2}
     from django.core.cache import cache
 
+    from apps.telemetry.metrics import BATCHES
+
     cache.clear()
+    refused = BATCHES.labels("rate_limited")._value.get()
     codes = [post(tenant.token, {"batch_id": str(uuid.uuid4()), "events": [event()]}).status_code for _ in range(3)]
     assert codes[:2] == [200, 200]
     res = post(tenant.token, {"batch_id": str(uuid.uuid4()), "events": [event()]})
     assert res.status_code == 429 and int(res["Retry-After"]) >= 0
+    assert BATCHES.labels("rate_limited")._value.get() - refused == codes.count(429) + 1  # counted for /metrics
     cache.clear()
 
 
