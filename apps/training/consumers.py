@@ -25,7 +25,7 @@ class JobProgressConsumer(AsyncJsonWebsocketConsumer):
     page stays live with the in-memory layer, where the worker cannot reach us."""
 
     async def connect(self):
-        from .tasks import job_group
+        from .jobs import job_group
 
         user = self.scope.get("user")
         self.job_id = self.scope["url_route"]["kwargs"]["job_id"]

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from apps.accounts.models import Role
 from apps.datasets.models import Dataset
-from apps.training import jobs, tasks
+from apps.training import jobs
 from apps.training.models import FineTuneJob
 
 
@@ -34,7 +34,7 @@ def test_cancelling_a_queued_job_ends_it_and_the_worker_skips_it(job):
     job, researcher = job
     res = api(researcher).post(f"/api/v1/training-jobs/{job.id}/cancel/")
     assert res.status_code == 200 and res.json()["status"] == "cancelled"
-    assert tasks._claim(job.id) is None  # a message still in the queue is skipped
+    assert jobs.claim(job.id) is None  # a message still in the queue is skipped
     job.refresh_from_db()
     assert job.status == "cancelled" and job.attempts == 0
 
@@ -54,9 +54,9 @@ def test_a_running_job_whose_worker_went_silent_is_failed_with_the_reason(job):
 def test_a_redelivered_job_is_retried_once_then_failed(job, monkeypatch):
     job, _ = job
     FineTuneJob.objects.filter(pk=job.pk).update(status="running", attempts=1, heartbeat_at=timezone.now())
-    claimed = tasks._claim(job.pk)  # the worker died; the broker delivered the task again
+    claimed = jobs.claim(job.pk)  # the worker died; the broker delivered the task again
     assert claimed is not None and claimed.attempts == 2 and "retrying" in claimed.log
-    assert tasks._claim(job.pk) is None  # and died again
+    assert jobs.claim(job.pk) is None  # and died again
     job.refresh_from_db()
     assert job.status == "failed" and "died 2 time(s)" in job.error
 
@@ -69,11 +69,11 @@ def test_a_reaped_job_is_retried_on_redelivery_and_a_plain_failure_is_not(job):
     job.refresh_from_db()
     assert jobs.reap_if_stale(job).worker_lost
     FineTuneJob.objects.filter(pk=job.pk).update(error="reworded by a translator")
-    claimed = tasks._claim(job.pk)
+    claimed = jobs.claim(job.pk)
     assert claimed is not None and claimed.status == "running" and not claimed.worker_lost
     FineTuneJob.objects.filter(pk=job.pk).update(status="failed", error="the worker running this job ... (an "
                                                  "ordinary failure that merely sounds like one)", worker_lost=False)
-    assert tasks._claim(job.pk) is None
+    assert jobs.claim(job.pk) is None
 
 
 def ws_connect(user, job_id):
