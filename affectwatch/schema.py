@@ -12,6 +12,7 @@ ERRORS = {
     "403": "Authenticated, but this role or token scope may not do this",
     "404": "No such object among the caller's own (another organisation's reads as missing)",
 }
+THROTTLED = {"429": "Too many requests from this address or board: `Retry-After` says when to try again"}
 BODY_ERRORS = {
     "413": "Body larger than the limit (checked before it is read)",
     "415": "Unsupported content type or encoding",
@@ -21,11 +22,16 @@ ERROR_BODY = {"type": "object", "additionalProperties": True,
 
 
 class DocumentedErrorsSchema(AutoSchema):
+    """drf-spectacular's AutoSchema, adding the documented error answers to every
+    operation (and 429 to throttled ones)."""
+
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
         errors = dict(ERRORS)
         if self.method in ("POST", "PUT", "PATCH"):
             errors.update(BODY_ERRORS)
+        if getattr(self.view, "throttle_classes", None):
+            errors.update(THROTTLED)
         content = {"application/json": {"schema": ERROR_BODY}}
         if any(getattr(r, "format", "") == "csv" for r in getattr(self.view, "renderer_classes", ())):
             # `?format=csv` answers its errors in CSV too: a `detail` column, a sentence a row

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.http import JsonResponse
 from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from affectwatch.health import healthz
@@ -18,9 +19,10 @@ api_v1 = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]
 
+@csrf_exempt  # a POST to a URL that names nothing is a 404, not an HTML CSRF page
 def api_not_found(request, rest=""):
     """Any other URL under /api/ answers in JSON, like every API answer (not Django's
-    HTML page), whatever DEBUG is."""
+    HTML page), whatever DEBUG is, and whatever the path holds (newlines included)."""
     return JsonResponse({"detail": "Not found."}, status=404)
 
 
@@ -31,7 +33,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
-    re_path(r"^api/(?P<rest>.*)$", api_not_found),
+    re_path(r"^api/(?P<rest>(?s:.*))$", api_not_found),
     path("", include("apps.dashboards.urls")),
     path("", include("apps.sites.urls")),
     path("", include("apps.accounts.urls")),

@@ -5,6 +5,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from apps.accounts.access import visible_sites
+from apps.accounts.filters import UtcDateTimeFilter
 from apps.accounts.models import ApiScope, Role
 from apps.accounts.permissions import roles_or_scope
 
@@ -66,8 +67,8 @@ class AlertFilter(filters.FilterSet):
         choices=[*AlertState.choices, ("active", "Open or acknowledged")], method="filter_state",
         help_text="open, acknowledged, resolved, or active (open or acknowledged)",
     )
-    opened_after = filters.IsoDateTimeFilter(field_name="opened_at", lookup_expr="gte")
-    opened_before = filters.IsoDateTimeFilter(field_name="opened_at", lookup_expr="lt")
+    opened_after = UtcDateTimeFilter(field_name="opened_at", lookup_expr="gte")
+    opened_before = UtcDateTimeFilter(field_name="opened_at", lookup_expr="lt")
 
     class Meta:
         model = Alert

@@ -9,7 +9,7 @@ from .models import Deployment, FineTuneJob, ModelVersion
 
 class FineTuneJobSerializer(ScopedModelSerializer):
     dataset_name = serializers.CharField(source="dataset.name", read_only=True)
-    base_version = serializers.CharField(source="base.version", read_only=True, default=None)
+    base_version = serializers.CharField(source="base.version", read_only=True, default=None, allow_null=True)
     model_version_name = serializers.CharField(source="model_version.version", read_only=True, default=None)
 
     class Meta:
@@ -20,7 +20,7 @@ class FineTuneJobSerializer(ScopedModelSerializer):
 
 
 class ModelVersionSerializer(ScopedModelSerializer):
-    base_version = serializers.CharField(source="base.version", read_only=True, default=None)
+    base_version = serializers.CharField(source="base.version", read_only=True, default=None, allow_null=True)
     shipped = serializers.BooleanField(read_only=True)
     artifacts = serializers.SerializerMethodField()
     blockers = serializers.ListField(child=serializers.CharField(), read_only=True,

@@ -1,61 +1,112 @@
 """Property-based requests generated from our own OpenAPI schema (schemathesis) against
-a real server: whatever a client sends, the API answers without a server error, with a
-status code the schema documents, the content type it declares, and a body that matches
-its schema."""
+a real server, with every check schemathesis has (`--checks all`): no server error; the
+status code, content type, headers and body are the ones the schema documents; data the
+schema allows is accepted and data it forbids is refused; methods the schema does not
+list are refused; an endpoint that needs credentials refuses a call without them. Both
+generation modes (positive and negative), as each role: an admin's API token, a board's
+device token, and a logged-in admin, safety officer, researcher and field tech."""
+import secrets
+
 import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import CHECKS as REGISTERED, load_all_checks
+from schemathesis.generation import GenerationMode
+from schemathesis.specs.openapi.checks import ignored_auth
 
 from apps.accounts.models import ApiScope, Role
 
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
-                                               status_code_conformance)
+load_all_checks()
+CHECKS = list(REGISTERED.get_all())  # every check, as `--checks all`
+# What the checks the API already passes raise (no server error; documented status
+# codes, content types and bodies): one of these fails the test.
+HELD = {"ServerError", "UndefinedStatusCode", "MissingContentType", "MalformedMediaType", "UndefinedContentType",
+        "ContentDeserializationError", "JsonSchemaError", "MalformedJson"}
+EXAMPLES = 6  # per operation, identity and generation mode: minutes in all, not tens
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+pytestmark = pytest.mark.timeout(1500)
+
+
+def session_headers(user) -> dict:
+    """Headers of a browser logged in as `user`, with a CSRF token for unsafe methods."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    csrf = secrets.token_hex(16)
+    return {"Cookie": f"sessionid={client.cookies['sessionid'].value}; csrftoken={csrf}", "X-CSRFToken": csrf}
 
 
 @pytest.fixture
-def credentials(tenant, make_user):
+def identities(tenant, make_user):
     from apps.accounts.tokens import create_api_token
 
+    admin = make_user(tenant.org, Role.ADMIN, username="fuzz-admin", password=None)
+
     class Request:  # create_api_token needs only who asks
-        user = make_user(tenant.org, Role.ADMIN, username="fuzz-admin", password=None)
+        user = admin
         META = {}
 
     _, secret = create_api_token(Request, "fuzz", list(ApiScope.values))
-    return {"Authorization": f"Bearer {secret}"}, {"Authorization": f"Device {tenant.token}"}
+    people = {role: make_user(tenant.org, role, username=f"fuzz-{role}", password=None)
+              for role in (Role.SAFETY_OFFICER, Role.RESEARCHER, Role.FIELD_TECH)}
+    return {
+        "api token": {"Authorization": f"Bearer {secret}"},
+        "admin": session_headers(admin),
+        **{str(role): session_headers(user) for role, user in people.items()},
+        "device": {"Authorization": f"Device {tenant.token}"},
+    }
 
 
-def test_no_operation_answers_with_a_server_error(platform_server, credentials):
-    api_headers, device_headers = credentials
+SESSIONS = {"admin", str(Role.SAFETY_OFFICER), str(Role.RESEARCHER), str(Role.FIELD_TECH)}
+
+
+def test_every_check_passes_on_every_operation_as_every_role(platform_server, identities):
     raw = requests.get(f"{platform_server.url}/api/v1/schema/?format=json", timeout=30)
     assert raw.status_code == 200
     schema = schemathesis.openapi.from_dict(raw.json())
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) > 20
-    failures, statuses = [], []
+    failures, statuses = {}, []
     for operation in operations:
         device_call = "deviceToken" in str(operation.definition.raw.get("security", ""))
-        headers = device_headers if device_call else api_headers
+        names = ["device"] if device_call else [n for n in identities if n != "device"]
+        for name in names:
+            headers = identities[name]
+            for mode in GenerationMode:
 
-        @settings(max_examples=12, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))
-        @given(case=operation.as_strategy())
-        def check(case):
-            response = case.call(base_url=platform_server.url, headers=headers, timeout=30)
-            statuses.append(response.status_code)
-            try:
-                case.validate_response(response, checks=CHECKS, headers=headers)
-            except BaseExceptionGroup as exc:  # schemathesis' failure group: collected, reported below
-                failures.append(f"{case.method} {case.formatted_path} -> {response.status_code}: {str(exc)[:300]}")
+                @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+                          suppress_health_check=list(HealthCheck))
+                @given(case=operation.as_strategy(generation_mode=mode))
+                def check(case):
+                    response = case.call(base_url=platform_server.url, headers=headers, timeout=30)
+                    statuses.append(response.status_code)
+                    # A browser's session cookie is a second security scheme: a request whose
+                    # generated Authorization header is wrong is still the logged-in user's.
+                    checks = [c for c in CHECKS if not (name in SESSIONS and c is ignored_auth)]
+                    try:
+                        case.validate_response(response, checks=checks, headers=headers)
+                    except BaseExceptionGroup as exc:  # schemathesis' failure group: collected, reported below
+                        for failure in exc.exceptions:
+                            key = (case.method, operation.path, type(failure).__name__, getattr(failure, "title", ""))
+                            failures.setdefault(key, f"[{name}, {mode}] {case.method} {case.formatted_path} "
+                                                     f"{case.query or ''} -> {response.status_code}: "
+                                                     f"{str(failure)[:400]}")
+                    except AssertionError as exc:  # a single failure
+                        key = (case.method, operation.path, type(exc).__name__, "")
+                        failures.setdefault(key, f"[{name}, {mode}] {case.method} {case.formatted_path} "
+                                                 f"{case.query or ''} -> {response.status_code}: {str(exc)[:400]}")
 
-        check()
+                check()
     # A URL under /api/ that names nothing answers in JSON too, not with an HTML page.
     nowhere = requests.get(f"{platform_server.url}/api/v1/model-versions/1/artifacts/nothing/", timeout=10,
-                           headers=api_headers)
+                           headers=identities["api token"])
     assert nowhere.status_code == 404 and nowhere.json() == {"detail": "Not found."}
     # The run reached the handlers, not only the validation in front of them.
     assert sum(200 <= s < 300 for s in statuses) > 50, sorted(set(statuses))
-    assert not failures, "\n".join(failures[:20]) + f"\n(server log)\n{platform_server.log_text()[-3000:]}"
+    held = {k: v for k, v in failures.items() if k[2] in HELD}
+    assert not held, f"{len(held)} distinct failures:\n" + "\n\n".join(held.values()) + (
+        f"\n(server log)\n{platform_server.log_text()[-3000:]}")
+    if failures:  # issue 18: the remaining checks' finds, still to fix (see the report)
+        pytest.xfail(f"{len(failures)} distinct failures of the other checks:\n" + "\n\n".join(failures.values()))
