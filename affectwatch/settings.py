@@ -169,7 +169,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "purge-expired-events": {"task": "apps.telemetry.tasks.purge_expired_events", "schedule": timedelta(hours=1)},
-    "make-partitions": {"task": "apps.telemetry.tasks.make_partitions", "schedule": timedelta(hours=6)},
+    "make-partitions": {"task": "apps.telemetry.tasks.make_partitions", "schedule": timedelta(hours=1)},
     "mark-offline-devices": {"task": "apps.sites.tasks.mark_offline_devices", "schedule": timedelta(minutes=1)},
     "fail-stale-training-jobs": {"task": "apps.training.watchdog.fail_stale_jobs", "schedule": timedelta(minutes=1)},
     # Closed minutes are noised and published (apps/telemetry/release.py); a late tick

@@ -1,4 +1,5 @@
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone as dt_timezone
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.cache import cache
@@ -35,7 +36,14 @@ class RangeQuery(serializers.Serializer):
     device = serializers.UUIDField(required=False)
     compare = serializers.ChoiceField(
         choices=["last_year"], required=False,
-        help_text="trend only: add the same period 52 weeks earlier (weekdays line up) as `comparison`")
+        help_text="trend only, hour or day buckets: add the same period 52 weeks earlier (weekdays line up) as "
+                  "`comparison`")
+
+    def validate(self, data):
+        for name in ("since", "until"):
+            if name in data and data[name] < EARLIEST:
+                raise ValidationError({name: f"must be after {EARLIEST:%Y-%m-%d}"})
+        return data
 
 
 @extend_schema_field({"oneOf": [{"type": "string", "format": "date-time"}, {"type": "number"}],
@@ -87,8 +95,11 @@ class SeriesSchema(serializers.Serializer):
 class ComparisonSchema(serializers.Serializer):
     since = serializers.DateTimeField()
     until = serializers.DateTimeField()
-    shift_s = serializers.IntegerField(help_text="add to the comparison's t to align it with the trend's")
     series = SeriesSchema()
+    aligned_t = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text="each comparison bucket's start moved 52 weeks on in the site's local calendar (Unix seconds): "
+                  "the trend bucket it sits beside, across daylight-saving changes")
 
 
 class TrendSchema(serializers.Serializer):
@@ -103,6 +114,8 @@ class TrendSchema(serializers.Serializer):
 
 #: "Same period last year": 52 weeks back, so Mondays line up with Mondays.
 LAST_YEAR = timedelta(weeks=52)
+#: The earliest time a range may name (older would overflow date arithmetic; nothing is there).
+EARLIEST = datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
 #: The longest range a minute-bucket trend may ask for (43,200 buckets).
 MAX_MINUTE_SPAN = timedelta(days=30)
 
@@ -201,9 +214,15 @@ def site_trend(request, site_id):
         "series": series(site, since, until, bucket, zone=zone, device=device),
     }
     if q.get("compare") == "last_year":
+        if bucket == "minute":
+            raise ValidationError({"compare": "compares hour or day buckets (minute rows are kept "
+                                              f"{settings.AFFECTWATCH['MINUTE_ROLLUP_RETENTION_DAYS']} days)"})
+        earlier = trend(site, since - LAST_YEAR, until - LAST_YEAR, bucket, zone=zone, device=device)
+        tz = ZoneInfo(site.timezone)
+        aligned = [int((datetime.fromtimestamp(t, tz).replace(tzinfo=None) + LAST_YEAR).replace(tzinfo=tz).timestamp())
+                   for t in earlier["t"]]
         body["comparison"] = {"since": (since - LAST_YEAR).isoformat(), "until": (until - LAST_YEAR).isoformat(),
-                              "shift_s": int(LAST_YEAR.total_seconds()),
-                              "series": trend(site, since - LAST_YEAR, until - LAST_YEAR, bucket, zone=zone, device=device)}
+                              "series": earlier, "aligned_t": aligned}
     return Response(body)
 
 

@@ -17,11 +17,11 @@ Buckets are the site's local hours and days (`Site.timezone`, as the trends alwa
 bucketed); a site whose time zone changes keeps its earlier days in the old zone."""
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import datetime, time, timedelta, timezone as dt_timezone
 from zoneinfo import ZoneInfo
 
-from django.db.models import Max, Sum
-from django.db.models.functions import Trunc
+from django.conf import settings
+from django.utils import timezone
 
 from .models import ROLLUPS
 from .privacy import CELL
@@ -30,21 +30,26 @@ SCOPE_KEYS = {"site": ("site_id",), "zone": ("site_id", "zone_id"), "device": ("
 
 
 def local_floor(t: datetime, level: str, tz: ZoneInfo) -> datetime:
-    """The start of the local hour or day holding `t` (aware), as an aware datetime."""
+    """The start of the local hour or day holding `t` (aware), as a UTC datetime. In UTC
+    because Python compares two times of one zone by their wall clocks, which would make
+    the two 01:00 hours of a night when clocks fall back one."""
     local = t.astimezone(tz)
     if level == "hour":
-        return local.replace(minute=0, second=0, microsecond=0)
-    return datetime.combine(local.date(), time(), tzinfo=tz)
+        start = local.replace(minute=0, second=0, microsecond=0)  # keeps `fold`: the right 01:00
+    else:
+        start = datetime.combine(local.date(), time(), tzinfo=tz)
+    return start.astimezone(dt_timezone.utc)
 
 
 def local_ceil(t: datetime, level: str, tz: ZoneInfo) -> datetime:
-    """The start of the first local hour or day that begins at or after `t`."""
+    """The start of the first local hour or day that begins at or after `t`, in UTC."""
     start = local_floor(t, level, tz)
     if start == t:
         return start
     if level == "hour":
         return start + timedelta(hours=1)
-    return datetime.combine(start.date() + timedelta(days=1), time(), tzinfo=tz)
+    next_day = t.astimezone(tz).date() + timedelta(days=1)
+    return datetime.combine(next_day, time(), tzinfo=tz).astimezone(dt_timezone.utc)
 
 
 def downsample(site, start: datetime, end: datetime, rollups=ROLLUPS) -> int:
@@ -53,30 +58,45 @@ def downsample(site, start: datetime, end: datetime, rollups=ROLLUPS) -> int:
     hour rows. Returns the number of rows written. Idempotent. `rollups` defaults to the
     live models (the migration that backfills passes its historical ones).
 
-    The minute rows of the hours recomputed must still exist: call it for recent spans
-    (a release's; MINUTE_ROLLUP_RETENTION_DAYS is far longer than INGEST_MAX_PAST)."""
+    Hours whose minute rows may have expired (older than MINUTE_ROLLUP_RETENTION_DAYS)
+    are never recomputed — they would be rebuilt from a remnant; their days are."""
     tz = ZoneInfo(site.timezone)
+    kept_from = timezone.now() - timedelta(days=settings.AFFECTWATCH["MINUTE_ROLLUP_RETENTION_DAYS"])
     written = 0
-    hours = (local_floor(start, "hour", tz), local_ceil(end, "hour", tz))
+    first_hour = local_floor(start, "hour", tz)
+    if first_hour < kept_from:
+        first_hour = local_ceil(kept_from, "hour", tz)
+    hours = (first_hour, local_ceil(end, "hour", tz))
     days = (local_floor(start, "day", tz), local_ceil(end, "day", tz))
     for scope, levels in rollups.items():
-        written += _fold(levels["minute"], "minute", levels["hour"], "hour", scope, site.id, *hours, tz)
+        if hours[0] < hours[1]:
+            written += _fold(levels["minute"], "minute", levels["hour"], "hour", scope, site.id, *hours, tz)
         written += _fold(levels["hour"], "start", levels["day"], "day", scope, site.id, *days, tz)
     return written
 
 
 def _fold(source, field, target, level, scope, site_id, lo, hi, tz) -> int:
-    """target rows of [lo, hi) := the source rows summed per local `level` bucket."""
+    """target rows of [lo, hi) := the source rows summed per local `level` bucket.
+
+    Buckets are computed here from each row's instant (`local_floor`), not by the
+    database's truncation to local time, which gives the two 01:00 hours of a night when
+    clocks fall back the same start."""
     keys = SCOPE_KEYS[scope]
-    rows = (
-        source.objects.filter(site_id=site_id, **{f"{field}__gte": lo, f"{field}__lt": hi})
-        .annotate(bucket=Trunc(field, level, tzinfo=tz))
-        .values(*keys, "bucket")
-        .annotate(**{c: Sum(c) for c in CELL if c != "tracks"}, busiest=Max("tracks"), n_cells=Sum("cells"))
-        .order_by()
-    )
-    objs = [target(**{k: r[k] for k in keys}, start=r["bucket"], tracks=r["busiest"], cells=r["n_cells"],
-                   **{c: r[c] for c in CELL if c != "tracks"}) for r in rows]
+    sums = {}
+    rows = (source.objects.filter(site_id=site_id, **{f"{field}__gte": lo, f"{field}__lt": hi})
+            .values_list(*keys, field, *CELL, "cells").iterator(chunk_size=5000))
+    for row in rows:
+        owner, at, counts = row[:len(keys)], row[len(keys)], row[len(keys) + 1:]
+        key = (*owner, local_floor(at, level, tz))
+        acc = sums.get(key)
+        if acc is None:
+            sums[key] = list(counts)
+        else:
+            for i, c in enumerate(CELL):
+                acc[i] = max(acc[i], counts[i]) if c == "tracks" else acc[i] + counts[i]
+            acc[-1] += counts[-1]
+    objs = [target(**dict(zip(keys, key[:-1])), start=key[-1], cells=acc[-1], **dict(zip(CELL, acc[:-1])))
+            for key, acc in sums.items()]
     if objs:
         target.objects.bulk_create(objs, batch_size=1000, update_conflicts=True,
                                    unique_fields=[scope, "start"], update_fields=[*CELL, "cells"])

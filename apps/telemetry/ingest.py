@@ -114,12 +114,12 @@ def ingest(device: Device, body) -> tuple[dict, list]:
         metrics.BATCHES.labels("malformed").inc()
         raise
     validate = EventValidator(device, timezone.now())
-    clean, rejected = [], []
+    clean, rejected, codes = [], [], []
     for index, raw in enumerate(raw_events):
         event, why = validate(raw)
         if why:
             rejected.append({"index": index, "reason": why.sentence})
-            metrics.EVENTS_REJECTED.labels(why.code).inc()
+            codes.append(why.code)
         else:
             clean.append(event)
     try:
@@ -135,6 +135,8 @@ def ingest(device: Device, body) -> tuple[dict, list]:
         metrics.BATCHES.labels("duplicate").inc()
         return _answer(existing, duplicate=True), []
     metrics.EVENTS_ACCEPTED.inc(len(clean))
+    for code in codes:  # counted once, for a stored batch (not again for its retries)
+        metrics.EVENTS_REJECTED.labels(code).inc()
     metrics.BATCHES.labels("stored").inc()
     metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
     return _answer(batch, duplicate=False), minutes

@@ -58,7 +58,7 @@ def day_partitions(cursor, table: str) -> dict[date, str]:
 def _definitions(cursor, table: str):
     """(constraints, indexes) of a table as SQL: [(name, type, definition)], [(name, CREATE INDEX …)]."""
     cursor.execute("SELECT conname, contype, pg_get_constraintdef(oid) FROM pg_constraint "
-                   "WHERE conrelid = to_regclass(%s) AND contype IN ('p', 'u', 'f') ORDER BY contype, conname", [table])
+                   "WHERE conrelid = to_regclass(%s) AND contype IN ('p', 'u', 'f', 'c') ORDER BY contype, conname", [table])
     constraints = cursor.fetchall()
     owned = {name for name, _, _ in constraints}
     cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s ORDER BY indexname", [table])

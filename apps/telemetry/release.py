@@ -50,6 +50,7 @@ def release_due(now: datetime | None = None) -> dict:
     spans = {}  # site → (first minute released, end of the last)
     stats = {"devices": 0, "cells": 0}
     catch_up = settings.AFFECTWATCH["RELEASE_CATCH_UP"]
+    oldest = floor_minute(now - timedelta(days=settings.AFFECTWATCH["MINUTE_ROLLUP_RETENTION_DAYS"]))
     devices = Device.objects.filter(revoked_at__isnull=True, last_seen_at__isnull=False).only(
         "id", "site_id", "zone_id", "enrolled_at", "last_seen_at", "offline_from", "back_online_at")
     for device in devices:
@@ -61,7 +62,9 @@ def release_due(now: datetime | None = None) -> dict:
                 mark = _lock_mark(device)
                 if mark is None:
                     continue
-                start = mark.until
+                # Minutes past the minute rollups' retention are not released: their
+                # neighbours' rows are gone, so they could only publish a remnant.
+                start = max(mark.until, oldest)
                 end = min(upto, start + MAX_MINUTES_PER_RUN * MINUTE)
                 if end <= start:
                     continue
@@ -76,11 +79,16 @@ def release_due(now: datetime | None = None) -> dict:
         first, last = spans.get(device.site_id, (start, end))
         spans[device.site_id] = (min(first, start), max(last, end))
     for site_id, (first, end) in spans.items():
-        with transaction.atomic():
-            # One downsampling of a site at a time, each reading after its own release
-            # committed: the last to write has read every committed minute.
-            site = Site.objects.select_for_update().only("id", "timezone").get(id=site_id)
-            downsample(site, first, end)
+        try:
+            with transaction.atomic():
+                # One downsampling of a site at a time, each reading after its own release
+                # committed: the last to write has read every committed minute. From an
+                # hour earlier: a run that died between a release and its downsampling
+                # left that hour stale, and the next run (20 s later) redoes it.
+                site = Site.objects.select_for_update().only("id", "timezone").get(id=site_id)
+                downsample(site, first - timedelta(hours=1), end)
+        except Exception:  # the minutes are published; the next run redoes these hours
+            log.exception("site %s: downsampling %s–%s failed", site_id, first, end)
         publish_minutes(site_id, first, end - MINUTE)
     return stats
 

@@ -41,8 +41,7 @@ class CSVRenderer(renderers.BaseRenderer):
                 writer.writerows(rows)
             else:  # the same bucket a year earlier beside each row (empty where it has none)
                 last = data["comparison"]
-                earlier = {t + last["shift_s"]: [last["series"][c][i] for c in LABELS]
-                           for i, t in enumerate(last["series"]["t"])}
+                earlier = {t: [last["series"][c][i] for c in LABELS] for i, t in enumerate(last["aligned_t"])}
                 writer.writerow([*COLUMNS, *(f"last_year_{c}" for c in LABELS)])
                 writer.writerows([*row, *earlier.get(t, ("",) * len(LABELS))] for t, row in zip(series["t"], rows))
         elif isinstance(data, dict) and "negative_share" in data and "days" in data:

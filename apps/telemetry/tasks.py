@@ -19,5 +19,5 @@ def purge_expired_events():
 
 @shared_task
 def make_partitions():
-    """Every 6 hours (beat): the coming days' partitions of the raw tables (PostgreSQL)."""
+    """Hourly (beat): the coming days' partitions of the raw tables (PostgreSQL)."""
     return ensure_partitions()

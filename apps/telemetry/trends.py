@@ -20,7 +20,9 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import BigIntegerField, Func, Max, Sum
 from django.db.models.functions import ExtractHour, ExtractIsoWeekDay
+from django.utils import timezone
 
+from .downsample import local_floor
 from .models import ROLLUPS
 from .privacy import mechanism
 
@@ -77,14 +79,19 @@ def rollups_for(site, zone=None, device=None, level="minute"):
     return ROLLUPS[scope][level].objects.filter(**{scope: owner}), ("minute" if level == "minute" else "start")
 
 
-def overlapping(rows, field, level, since, until):
-    """The rows whose bucket overlaps [since, until): a coarser bucket is read whole."""
-    return rows.filter(**{f"{field}__gt": since - BUCKETS[level], f"{field}__lt": until})
+def overlapping(rows, field, level, since, until, tz):
+    """The rows whose bucket overlaps [since, until): a coarser bucket is read whole (local
+    hours and days of `tz`; a day may last 23 or 25 hours)."""
+    if level == "minute":
+        return rows.filter(**{f"{field}__gt": since - BUCKETS[level], f"{field}__lt": until})
+    return rows.filter(**{f"{field}__gte": local_floor(since, level, tz), f"{field}__lt": until})
 
 
 def level_for(since, until) -> str:
-    """Totals over more than two days read hour rows (whole hours), shorter ones minutes."""
-    return "hour" if until - since > timedelta(days=2) else "minute"
+    """Totals over more than two days, or older than the minute rows are kept, read hour
+    rows (whole hours); others read minutes."""
+    kept_from = timezone.now() - timedelta(days=settings.AFFECTWATCH["MINUTE_ROLLUP_RETENTION_DAYS"])
+    return "hour" if until - since > timedelta(days=2) or since < kept_from else "minute"
 
 
 def clamp(value):
@@ -107,7 +114,7 @@ def _series_rows(site, since, until, bucket, zone, device):
     if bucket not in BUCKETS:
         raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}")
     rows, field = rollups_for(site, zone, device, level=bucket)
-    rows = (overlapping(rows, field, bucket, since, until).order_by(field)
+    rows = (overlapping(rows, field, bucket, since, until, ZoneInfo(site.timezone)).order_by(field)
             .values_list(EpochSeconds(field), *LABELS, "tracks", "cells"))
     return rows.query.sql_with_params()
 
@@ -158,7 +165,8 @@ def share(negative, neutral, positive):
 def _site_rows(scope, site, level, since, until):
     """A site's rows of one scope ("site": its sums; "zone": every zone's) overlapping the range."""
     model = ROLLUPS[scope][level]
-    return overlapping(model.objects.filter(site=site), "minute" if level == "minute" else "start", level, since, until)
+    return overlapping(model.objects.filter(site=site), "minute" if level == "minute" else "start", level, since, until,
+                       ZoneInfo(site.timezone))
 
 
 def zone_breakdown(site, since, until):

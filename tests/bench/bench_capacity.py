@@ -133,7 +133,8 @@ def bench_disk_and_purge(n_events):
         populate_day(c, site, devices, n_events, day)
         out["insert_s"] = round(time.perf_counter() - t, 1)
         c.execute("ANALYZE telemetry_emotionevent")
-        out["bytes_per_raw_event"] = round(relation_bytes(c, "telemetry_emotionevent") / n_events, 1)
+        day_partition = partitions.partition_name("telemetry_emotionevent", day.date())  # this day's rows only
+        out["bytes_per_raw_event"] = round(relation_bytes(c, day_partition) / n_events, 1)
         # Baseline: the same rows in a plain table with the same indexes.
         c.execute("CREATE TABLE bench_plain_events (LIKE telemetry_emotionevent INCLUDING DEFAULTS)")
         c.execute("INSERT INTO bench_plain_events SELECT * FROM telemetry_emotionevent WHERE ts >= %s AND ts < %s",

@@ -39,6 +39,14 @@ def where(table, pk):
         return cursor.fetchone()[0]
 
 
+def constraints():
+    """{(table, type, definition)} of the raw tables' constraints other than the primary key."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT conrelid::regclass::text, contype, pg_get_constraintdef(oid) FROM pg_constraint "
+                       "WHERE conrelid = ANY(%s::regclass[]) AND contype <> 'p'", [[t for t, _ in partitions.TABLES]])
+        return set(cursor.fetchall())
+
+
 def migrate(target):
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
@@ -55,6 +63,7 @@ def test_the_migration_converts_a_populated_database_and_back(tenant):
         for days in (0, 1, 3, 6):
             send(tenant.device, now - timedelta(days=days, minutes=5), 7, track=f"d{days}-")
         before = {model: rows(model) for model in (EmotionEvent, RollupTrack)}
+        checks = constraints()
         assert len(before[EmotionEvent]) == 28 and len(before[RollupTrack]) == 12
         migrate("0004_partition_raw_tables")
         with connection.cursor() as cursor:
@@ -62,6 +71,7 @@ def test_the_migration_converts_a_populated_database_and_back(tenant):
                 assert partitions.is_partitioned(cursor, table)
             days = partitions.day_partitions(cursor, "telemetry_emotionevent")
         assert {model: rows(model) for model in before} == before  # every row, with its id
+        assert constraints() == checks  # CHECK, UNIQUE and foreign keys kept (the key now holds the day)
         assert {(now - timedelta(days=d, minutes=5)).date() for d in (0, 1, 3, 6)} <= set(days)
         oldest = min(before[EmotionEvent])
         assert where("telemetry_emotionevent", oldest[0]).startswith("telemetry_emotionevent_p")
@@ -91,7 +101,7 @@ def test_rows_written_before_their_day_had_a_partition_are_moved_into_it(tenant)
 def test_retention_drops_whole_days_and_keeps_the_rest(tenant, settings):
     now = timezone.now()
     keep = settings.AFFECTWATCH["EVENT_RETENTION_DAYS"]
-    assert ensure_partitions(now) >= 0
+    ensure_partitions(now)
     send(tenant.device, now - timedelta(days=2), 5, track="recent-")
     old = now - timedelta(days=keep + 3)
     EmotionEvent.objects.create(device=tenant.device, site=tenant.site, camera=tenant.device.cameras.first(),
@@ -109,12 +119,15 @@ def test_retention_drops_whole_days_and_keeps_the_rest(tenant, settings):
 
 @pytest.mark.django_db
 def test_partitions_are_made_ahead_for_every_day_ingest_accepts(settings):
-    now = timezone.now()
-    ensure_partitions(now)
+    later = timezone.now() + timedelta(days=40)  # beyond what the migration made
+    first = (later - settings.AFFECTWATCH["INGEST_MAX_PAST"]).date()
+    want = {first + timedelta(days=i)
+            for i in range((later.date() - first).days + settings.AFFECTWATCH["PARTITION_AHEAD_DAYS"] + 1)}
+    with connection.cursor() as cursor:
+        missing = sum(len(want - set(partitions.day_partitions(cursor, table))) for table, _ in partitions.TABLES)
+    assert missing == 2 * len(want)
+    assert ensure_partitions(later) == missing
     with connection.cursor() as cursor:
         for table, _ in partitions.TABLES:
-            days = partitions.day_partitions(cursor, table)
-            first = (now - settings.AFFECTWATCH["INGEST_MAX_PAST"]).date()
-            want = {first + timedelta(days=i)
-                    for i in range(((now.date() - first).days + settings.AFFECTWATCH["PARTITION_AHEAD_DAYS"] + 1))}
-            assert want <= set(days), table
+            assert want <= set(partitions.day_partitions(cursor, table)), table
+    assert ensure_partitions(later) == 0

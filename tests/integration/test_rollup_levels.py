@@ -119,9 +119,62 @@ def test_year_trend_with_last_year_comparison_over_the_api(kolkata):
     body = client.get(f"/api/v1/sites/{tenant.site.id}/trend/", {"hours": 24 * 365, "compare": "last_year"}).json()
     assert body["bucket"] == "day" and len(body["series"]["t"]) >= 2
     last = body["comparison"]
-    assert last["shift_s"] == 364 * 86400 and last["series"]["t"] == []  # nothing a year ago
+    assert last["series"]["t"] == last["aligned_t"] == []  # nothing a year ago
     csv = client.get(f"/api/v1/sites/{tenant.site.id}/trend/", {"hours": 24 * 365, "compare": "last_year",
                                                               "format": "csv"}).content.decode()
     assert csv.splitlines()[0].endswith("last_year_negative,last_year_neutral,last_year_positive")
-    bad = client.get(f"/api/v1/sites/{tenant.site.id}/trend/", {"compare": "yesterday"})
-    assert bad.status_code == 400 and "compare" in bad.json()
+    for query in ({"compare": "yesterday"}, {"compare": "last_year", "bucket": "minute"}):
+        bad = client.get(f"/api/v1/sites/{tenant.site.id}/trend/", query)
+        assert bad.status_code == 400 and "compare" in bad.json()
+    for path in ("trend", "zones", "heatmap"):  # dates that would overflow the arithmetic
+        bad = client.get(f"/api/v1/sites/{tenant.site.id}/{path}/", {"since": "0001-01-01T00:00:00Z",
+                                                                     "until": "0001-01-02T00:00:00Z"})
+        assert bad.status_code == 400 and "since" in bad.json(), (path, bad.content)
+
+
+def test_the_two_hours_of_a_night_when_clocks_fall_back_stay_two(tenant):
+    """New York, 2026-11-01: 01:00–02:00 local happens twice (EDT, then EST). Released a
+    minute at a time, as the release does, both hours keep their own row and the 25-hour
+    day holds every minute."""
+    from datetime import datetime, timezone as dt_timezone
+
+    from apps.telemetry.models import SiteMinuteRollup
+
+    tenant.site.timezone = "America/New_York"
+    tenant.site.save()
+    first = datetime(2026, 11, 1, 4, 0, tzinfo=dt_timezone.utc)  # 00:00 EDT
+    if first < timezone.now() - timedelta(days=80):
+        pytest.skip("the date has left the minute rows' retention")  # keeps the test honest after 2027-01
+    minutes = [first + timedelta(minutes=i) for i in range(180)]  # 00:00 EDT … 01:59 EST
+    for m in minutes:
+        SiteMinuteRollup.objects.create(site=tenant.site, minute=m, negative=1, tracks=1, cells=1)
+        downsample(tenant.site, m, m + timedelta(minutes=1))
+    hours = dict(SiteHourRollup.objects.filter(site=tenant.site).values_list("start", "negative"))
+    assert sorted((t.isoformat(), n) for t, n in hours.items()) == [
+        ("2026-11-01T04:00:00+00:00", 60), ("2026-11-01T05:00:00+00:00", 60), ("2026-11-01T06:00:00+00:00", 60)]
+    day = SiteDayRollup.objects.get(site=tenant.site)
+    assert (day.start.isoformat(), day.negative, day.cells) == ("2026-11-01T04:00:00+00:00", 180, 180)
+    # The 25-hour day is read whole by a range that starts in its last hour.
+    series = trend(tenant.site, datetime(2026, 11, 2, 4, 30, tzinfo=dt_timezone.utc),
+                   datetime(2026, 11, 2, 6, 0, tzinfo=dt_timezone.utc), "day")
+    assert series["t"] == [int(first.timestamp())]
+
+
+def test_a_board_back_after_months_does_not_rewrite_kept_hours(tenant, settings):
+    """Minute rows expire after MINUTE_ROLLUP_RETENTION_DAYS; a board whose release mark is
+    older than that must not rebuild the site's kept hour rows from what is left."""
+    from apps.sites.models import Device
+    from apps.telemetry.models import DeviceRelease
+    from apps.telemetry.release import floor_minute, release_due
+
+    old = floor_minute(timezone.now() - timedelta(days=settings.AFFECTWATCH["MINUTE_ROLLUP_RETENTION_DAYS"] + 10))
+    old = old.replace(minute=0)
+    kept = SiteHourRollup.objects.create(site=tenant.site, start=old, negative=50000, neutral=40000, positive=30000,
+                                         tracks=40, cells=1200)
+    DeviceRelease.objects.create(device=tenant.device, until=old)
+    Device.objects.filter(pk=tenant.device.pk).update(last_seen_at=timezone.now())
+    assert release_due()["cells"] > 0
+    kept.refresh_from_db()
+    assert (kept.negative, kept.neutral, kept.positive, kept.cells) == (50000, 40000, 30000, 1200)
+    assert not ROLLUPS["site"]["minute"].objects.filter(minute__lt=old + timedelta(days=1)).exists()
+

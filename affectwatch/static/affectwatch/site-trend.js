@@ -16,12 +16,14 @@
   let rows = new Map(); // Unix seconds -> {t, negative, neutral, positive, suppressed}
   let bucketSize = "minute";
   let range = null; // [since, until] of the loaded view
-  let lastYear = null; // {shift_s, series} of the same period 52 weeks earlier, when asked for
+  let lastYear = null; // {series, aligned_t} of the same period 52 weeks earlier, when asked for
 
   function params(extra) {
     const p = new URLSearchParams({ hours: rangeSel.value, ...extra });
     if (zoneSel.value) p.set("zone", zoneSel.value);
-    if (compareBox.checked) p.set("compare", "last_year");
+    // Minute buckets (the last hour) are kept 90 days: there is no last year to compare with.
+    compareBox.disabled = rangeSel.value === "1";
+    if (compareBox.checked && !compareBox.disabled) p.set("compare", "last_year");
     return p;
   }
 
@@ -56,7 +58,7 @@
         return percent ? (total ? (100 * s.negative[i]) / total : null) : s.negative[i];
       });
       traces.push({
-        x: s.t.map((t) => new Date((t + lastYear.shift_s) * 1000 + BUCKET_MS[bucketSize] / 2)), y,
+        x: lastYear.aligned_t.map((t) => new Date(t * 1000 + BUCKET_MS[bucketSize] / 2)), y,
         name: "negative, a year earlier", type: "scatter", mode: "lines+markers", connectgaps: false,
         line: { color: "#222", dash: "dot" }, marker: { size: 4 },
         hovertemplate: (percent ? "%{y:.0f}% " : "%{y} ") + "negative a year earlier<extra></extra>",

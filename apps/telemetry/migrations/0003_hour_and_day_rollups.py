@@ -19,8 +19,10 @@ def backfill(apps, schema_editor):
     }.items()}
     for site in apps.get_model("sites", "Site").objects.all():
         span = rollups["site"]["minute"].objects.filter(site=site).aggregate(lo=Min("minute"), hi=Max("minute"))
-        if span["lo"] is not None:
-            downsample(site, span["lo"], span["hi"] + timedelta(minutes=1), rollups)
+        start = span["lo"]
+        while start is not None and start <= span["hi"]:  # a month at a time: bounded memory
+            downsample(site, start, min(start + timedelta(days=30), span["hi"] + timedelta(minutes=1)), rollups)
+            start += timedelta(days=30)
 
 
 class Migration(migrations.Migration):

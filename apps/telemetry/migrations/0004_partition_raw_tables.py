@@ -2,6 +2,7 @@
 every row kept (apps/telemetry/partitions.py). SQLite keeps plain tables."""
 from datetime import datetime, timedelta, timezone
 
+from django.conf import settings
 from django.db import migrations
 
 from apps.telemetry import partitions
@@ -10,12 +11,13 @@ from apps.telemetry import partitions
 def forward(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         return
-    today = datetime.now(timezone.utc).date()
+    now = datetime.now(timezone.utc)
     with schema_editor.connection.cursor() as cursor:
         for table, column in partitions.TABLES:
             partitions.convert(cursor, table, column)
         # The days ingest accepts now; beat makes the next ones (tasks.make_partitions).
-        partitions.make_partitions(cursor, today - timedelta(days=8), today + timedelta(days=8))
+        partitions.make_partitions(cursor, (now - settings.AFFECTWATCH["INGEST_MAX_PAST"]).date(),
+                                   (now + timedelta(days=settings.AFFECTWATCH["PARTITION_AHEAD_DAYS"])).date())
 
 
 def backward(apps, schema_editor):
