@@ -52,19 +52,20 @@ def local_ceil(t: datetime, level: str, tz: ZoneInfo) -> datetime:
     return datetime.combine(next_day, time(), tzinfo=tz).astimezone(dt_timezone.utc)
 
 
-def downsample(site, start: datetime, end: datetime, rollups=ROLLUPS) -> int:
+def downsample(site, start: datetime, end: datetime, rollups=ROLLUPS, recent_only: bool = True) -> int:
     """Recomputes the site's hour rows (site, zones, devices) for every local hour that
     overlaps [start, end) from its minute rows, then the day rows of those days from the
     hour rows. Returns the number of rows written. Idempotent. `rollups` defaults to the
     live models (the migration that backfills passes its historical ones).
 
-    Hours whose minute rows may have expired (older than MINUTE_ROLLUP_RETENTION_DAYS)
-    are never recomputed — they would be rebuilt from a remnant; their days are."""
+    With `recent_only` (the release), hours whose minute rows may have expired (older
+    than MINUTE_ROLLUP_RETENTION_DAYS) are never recomputed — they would be rebuilt from a
+    remnant; their days are. A backfill over minute rows that are all there passes False."""
     tz = ZoneInfo(site.timezone)
     kept_from = timezone.now() - timedelta(days=settings.AFFECTWATCH["MINUTE_ROLLUP_RETENTION_DAYS"])
     written = 0
     first_hour = local_floor(start, "hour", tz)
-    if first_hour < kept_from:
+    if recent_only and first_hour < kept_from:
         first_hour = local_ceil(kept_from, "hour", tz)
     hours = (first_hour, local_ceil(end, "hour", tz))
     days = (local_floor(start, "day", tz), local_ceil(end, "day", tz))

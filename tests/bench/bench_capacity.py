@@ -202,7 +202,7 @@ def populate_year(site, boards):
                                                                "start": start, "end": end})
         insert_s = time.perf_counter() - t
     t = time.perf_counter()
-    downsample(site, start, end)
+    downsample(site, start, end, recent_only=False)  # as the migration backfills a year of minutes
     downsample_s = time.perf_counter() - t
     sizes = {}
     with connection.cursor() as c:
@@ -267,6 +267,7 @@ def write(results):
         "PostgreSQL 15 with partitioned raw tables, Redis 7, uvicorn with 2 workers; the load generator runs on the "
         "same 2 cores.\n",
         "## Ingest and its CPU\n",
+        *([f"(This section measured again on {results['ingest_cpu_date']}.)\n"] if results.get("ingest_cpu_date") else []),
         f"{i['agents']} agents, {i['batch_size']} events per batch, {i['seconds']} s: **{i['events_per_s']:,} events/s**, "
         f"batch latency p50 {i['batch_latency_ms']['p50']} ms, p99 {i['batch_latency_ms']['p99']} ms, {i['errors']} errors "
         f"(baseline COPY {i['baseline_copy_events_per_s']:,} events/s, ratio {i['ratio_to_copy']:.0%}).",
@@ -288,6 +289,7 @@ def write(results):
         f"tallies). Baseline in the same run, `DELETE … WHERE ts < cutoff` of the same {d['baseline_delete_rows']:,} "
         f"rows from a plain table with the same indexes: {d['baseline_delete_s']:.1f} s — {d['speedup']}× slower.\n",
         "## Year-long trends\n",
+        *([f"(This section measured again on {results['year_trend_date']}.)\n"] if results.get("year_trend_date") else []),
         f"A {y['boards']}-board site with a year of site-minute rollups ({y['minute_rows']:,} rows; downsampled to hours "
         f"and days in {y['downsample_year_s']} s). Over HTTP, {results['repeat']} requests each:\n",
         "| trend | points | p50 ms | p95 ms |\n|---|---:|---:|---:|",
@@ -345,14 +347,23 @@ def gib(n_bytes: float) -> str:
 def main(argv=None):
     p = ingest_arguments(__doc__)
     p.add_argument("--purge-events", type=int, default=10_000_000, help="raw events in the purged day")
+    p.add_argument("--only", choices=["ingest_cpu", "disk_purge", "year_trend"],
+                   help="run one section again, keeping the others from bench-results/capacity.json")
     args = p.parse_args(argv)
     env = fresh_database()
     setup_django(env)
-    results = {"machine": machine(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "repeat": args.repeat}
-    results["ingest_cpu"] = bench_ingest_cpu(env, args.agents, args.batch_size, args.seconds)
-    results["disk_purge"] = bench_disk_and_purge(args.purge_events)
-    results["year_trend"] = bench_year_trend(env, args.repeat)
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    results = {"machine": machine(), "date": now, "repeat": args.repeat}
+    if args.only:
+        previous = json.loads((OUT / "capacity.json").read_text())
+        results = {**previous, **results, "date": previous["date"], f"{args.only}_date": now}
+        results["machine"] = previous["machine"]
+    if args.only in (None, "ingest_cpu"):
+        results["ingest_cpu"] = bench_ingest_cpu(env, args.agents, args.batch_size, args.seconds)
+    if args.only in (None, "disk_purge"):
+        results["disk_purge"] = bench_disk_and_purge(args.purge_events)
+    if args.only in (None, "year_trend"):
+        results["year_trend"] = bench_year_trend(env, args.repeat)
     results["load_average_at_end"] = round(os.getloadavg()[0], 1)
     write(results)
 

@@ -21,7 +21,8 @@ def backfill(apps, schema_editor):
         span = rollups["site"]["minute"].objects.filter(site=site).aggregate(lo=Min("minute"), hi=Max("minute"))
         start = span["lo"]
         while start is not None and start <= span["hi"]:  # a month at a time: bounded memory
-            downsample(site, start, min(start + timedelta(days=30), span["hi"] + timedelta(minutes=1)), rollups)
+            downsample(site, start, min(start + timedelta(days=30), span["hi"] + timedelta(minutes=1)), rollups,
+                       recent_only=False)
             start += timedelta(days=30)
 
 
