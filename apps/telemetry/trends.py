@@ -76,12 +76,18 @@ def rollups_for(site, zone=None, device=None, level="minute"):
     minute rows (kept MINUTE_ROLLUP_RETENTION_DAYS) or the hour and day rows that
     `downsample.py` keeps forever."""
     scope, owner = ("device", device) if device is not None else ("zone", zone) if zone is not None else ("site", site)
-    return ROLLUPS[scope][level].objects.filter(**{scope: owner}), ("minute" if level == "minute" else "start")
+    return ROLLUPS[scope][level].objects.filter(**{scope: owner}), time_field(level)
 
 
-def overlapping(rows, field, level, since, until, tz):
+def time_field(level: str) -> str:
+    """The column holding a row's bucket start: `minute` for minute rows, `start` above."""
+    return "minute" if level == "minute" else "start"
+
+
+def overlapping(rows, level, since, until, tz):
     """The rows whose bucket overlaps [since, until): a coarser bucket is read whole (local
     hours and days of `tz`; a day may last 23 or 25 hours)."""
+    field = time_field(level)
     if level == "minute":
         return rows.filter(**{f"{field}__gt": since - BUCKETS[level], f"{field}__lt": until})
     return rows.filter(**{f"{field}__gte": local_floor(since, level, tz), f"{field}__lt": until})
@@ -114,7 +120,7 @@ def _series_rows(site, since, until, bucket, zone, device):
     if bucket not in BUCKETS:
         raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}")
     rows, field = rollups_for(site, zone, device, level=bucket)
-    rows = (overlapping(rows, field, bucket, since, until, ZoneInfo(site.timezone)).order_by(field)
+    rows = (overlapping(rows, bucket, since, until, ZoneInfo(site.timezone)).order_by(field)
             .values_list(EpochSeconds(field), *LABELS, "tracks", "cells"))
     return rows.query.sql_with_params()
 
@@ -164,9 +170,7 @@ def share(negative, neutral, positive):
 
 def _site_rows(scope, site, level, since, until):
     """A site's rows of one scope ("site": its sums; "zone": every zone's) overlapping the range."""
-    model = ROLLUPS[scope][level]
-    return overlapping(model.objects.filter(site=site), "minute" if level == "minute" else "start", level, since, until,
-                       ZoneInfo(site.timezone))
+    return overlapping(ROLLUPS[scope][level].objects.filter(site=site), level, since, until, ZoneInfo(site.timezone))
 
 
 def zone_breakdown(site, since, until):
