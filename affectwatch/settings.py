@@ -125,9 +125,16 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     }
     # A file, not :memory:, so test servers started as subprocesses see the test data.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"{os.environ.get('AFFECTWATCH_TEST_DB', 'test-affectwatch')}.sqlite3")}
-elif os.environ.get("AFFECTWATCH_TEST_DB"):
-    # One test database per run, so several runs on one machine never collide.
-    DATABASES["default"]["TEST"] = {"NAME": os.environ["AFFECTWATCH_TEST_DB"]}
+else:
+    if os.environ.get("AFFECTWATCH_TEST_DB"):
+        # One test database per run, so several runs on one machine never collide.
+        DATABASES["default"]["TEST"] = {"NAME": os.environ["AFFECTWATCH_TEST_DB"]}
+    # A connection pool per process (psycopg-pool through Django's own `pool` option):
+    # opening a PostgreSQL connection per request cost ingest about half its database CPU
+    # (bench-results/capacity.md). 0 opens one per request, as before.
+    DB_POOL_SIZE = int(os.environ.get("AFFECTWATCH_DB_POOL_SIZE", "4"))
+    if DB_POOL_SIZE:
+        DATABASES["default"]["OPTIONS"] = {"pool": {"min_size": 1, "max_size": DB_POOL_SIZE, "timeout": 30}}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: broker, channel layer, cache ----------------------------------------------
@@ -141,7 +148,10 @@ if REDIS_URL:
             "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_KEY_PREFIX}affectwatch"},
         }
     }
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+    # django-redis keeps one connection pool per process; Django's own Redis backend opens
+    # one per request under ASGI (Django ticket #35651), a new TCP connection for every
+    # ingest's rate-limit check.
+    CACHES = {"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": REDIS_URL,
                           "KEY_PREFIX": REDIS_KEY_PREFIX}}
     CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
     if REDIS_KEY_PREFIX:
@@ -218,7 +228,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "affectwatch.pagination.StrictLimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "affectwatch.schema.DocumentedErrorsSchema",
-    "EXCEPTION_HANDLER": "rest_framework.views.exception_handler",
+    "EXCEPTION_HANDLER": "affectwatch.exceptions.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Affectwatch API",
@@ -231,6 +241,10 @@ SPECTACULAR_SETTINGS = {
     # Read-only fields a role may not see (a device's health for a safety officer) are
     # left out of the answer: the schema must not promise them.
     "COMPONENT_NO_READ_ONLY_REQUIRED": True,
+    # Request bodies get components of their own, which say what a request may hold:
+    # `minLength: 1` on text that may not be blank, no read-only fields.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "affectwatch.schema.forbid_nul_in_requests"],
 }
 
 # --- Product settings -----------------------------------------------------------------

@@ -21,7 +21,7 @@ class DatasetSerializer(ScopedModelSerializer):
         if self.instance:
             qs = qs.exclude(pk=self.instance.pk)
         if qs.exists():
-            raise serializers.ValidationError("a data set with this name already exists")
+            raise serializers.ValidationError("a data set with this name already exists", code="unique")
         return value
 
 
@@ -40,7 +40,7 @@ class SubjectSerializer(ScopedModelSerializer):
 
     def validate_dataset(self, value):
         if value.organisation_id != self.context["organisation"].id:
-            raise serializers.ValidationError("unknown data set")
+            raise serializers.ValidationError("unknown data set", code="does_not_exist")
         return value
 
     def validate_consent_given_at(self, value):

@@ -1,7 +1,8 @@
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.decorators import action, api_view, authentication_classes, permission_classes, throttle_classes
+from rest_framework.decorators import (action, api_view, authentication_classes, parser_classes, permission_classes,
+                                       throttle_classes)
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -12,7 +13,7 @@ from apps.accounts.models import ApiScope, Role
 from apps.accounts.permissions import roles_or_scope
 
 from . import enrollment
-from .authentication import DeviceTokenAuthentication, IsDevice
+from .authentication import DEVICE_PARSERS, DeviceTokenAuthentication, IsDevice
 from .heartbeat import HeartbeatSerializer, record_heartbeat
 from .models import Device, EnrollmentCode, Zone
 from .serializers import (
@@ -32,8 +33,9 @@ class EnrollThrottle(AnonRateThrottle):
 
 
 @extend_schema(request=EnrollRequestSerializer, responses={201: OpenApiResponse(description="device id and token"),
-                                                           400: OpenApiResponse(description="code unknown, used or expired")})
+                                                           403: OpenApiResponse(description="code unknown, used or expired")})
 @api_view(["POST"])
+@parser_classes(DEVICE_PARSERS)
 @authentication_classes([])
 @permission_classes([AllowAny])
 @throttle_classes([EnrollThrottle])
@@ -45,8 +47,8 @@ def enroll(request):
         device, token = enrollment.redeem(
             body.validated_data["code"], body.validated_data.get("name", ""), body.validated_data.get("hardware")
         )
-    except enrollment.EnrollmentError as exc:
-        return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+    except enrollment.EnrollmentError as exc:  # the code is the credential: refused, not malformed
+        return Response({"detail": str(exc)}, status=status.HTTP_403_FORBIDDEN)
     return Response(
         {
             "device_id": str(device.id),
@@ -63,6 +65,7 @@ def enroll(request):
 @extend_schema(request=HeartbeatSerializer, responses={200: inline_serializer("HeartbeatAnswer", {
     "config": serializers.DictField(), "model": serializers.DictField(allow_null=True)})})
 @api_view(["POST"])
+@parser_classes(DEVICE_PARSERS)
 @authentication_classes([DeviceTokenAuthentication])
 @permission_classes([IsDevice])
 def heartbeat(request):

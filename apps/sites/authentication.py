@@ -1,6 +1,8 @@
 from django.contrib.auth.models import AnonymousUser
 from rest_framework import exceptions
+from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission
+from rest_framework.settings import api_settings
 
 from apps.accounts.authentication import HashedSecretAuthentication
 
@@ -17,6 +19,11 @@ class DeviceTokenAuthentication(HashedSecretAuthentication):
         if device is None or not device.active:
             raise exceptions.AuthenticationFailed("unknown or revoked device token")
         return AnonymousUser(), device
+
+
+#: What the endpoints boards call parse: JSON only, with the project's JSON parser (its
+#: limits); a form or multipart body is a 415, as the schema says.
+DEVICE_PARSERS = [p for p in api_settings.DEFAULT_PARSER_CLASSES if issubclass(p, JSONParser)]
 
 
 class IsDevice(BasePermission):

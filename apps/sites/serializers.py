@@ -1,5 +1,4 @@
-import json
-
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.accounts.access import role_of
@@ -71,18 +70,39 @@ class DeviceSerializer(ScopedModelSerializer):
         return "online" if device.online else "offline"
 
 
+HARDWARE_SCHEMA = {
+    "type": "object", "maxProperties": 32, "propertyNames": {"maxLength": 64, "pattern": "^[^\\u0000]*$"},
+    "additionalProperties": {"oneOf": [{"type": "string", "maxLength": 256, "pattern": "^[^\\u0000]*$"},
+                                       {"type": "number"}, {"type": "boolean"}, {"type": "null"}]},
+    "description": "what the board says of itself (`edge_agent.client.hardware_info`): up to 32 names of up to 64 "
+                   "characters, each a number, a boolean, null or text of up to 256 characters (no NUL: PostgreSQL's "
+                   "jsonb cannot hold it)",
+}
+
+
+@extend_schema_field(HARDWARE_SCHEMA)
+class HardwareField(serializers.DictField):
+    """A flat object of short scalars, as HARDWARE_SCHEMA says; anything else is a 400."""
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if len(value) > 32:
+            raise serializers.ValidationError("at most 32 entries")
+        for key, item in value.items():
+            if len(key) > 64 or "\x00" in key:
+                raise serializers.ValidationError(f"entry names are up to 64 characters without NUL: {key[:64]!r}")
+            if isinstance(item, str):
+                if len(item) > 256 or "\x00" in item:
+                    raise serializers.ValidationError(f"{key[:64]}: text is up to 256 characters without NUL")
+            elif item is not None and not isinstance(item, (int, float, bool)):
+                raise serializers.ValidationError(f"{key[:64]}: a number, a boolean, null or text, not a list or object")
+        return value
+
+
 class EnrollRequestSerializer(ScopedSerializer):
     code = serializers.CharField(max_length=32)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    hardware = serializers.DictField(required=False)
-
-    def validate_hardware(self, value):
-        text = json.dumps(value)
-        if len(text) > 4096:
-            raise serializers.ValidationError("at most 4,096 characters of JSON")
-        if "\\u0000" in text:  # PostgreSQL's jsonb cannot hold NUL
-            raise serializers.ValidationError("must not contain NUL characters")
-        return value
+    hardware = HardwareField(required=False)
 
 
 class EnrollmentCodeSerializer(ScopedModelSerializer):

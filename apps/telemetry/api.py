@@ -8,7 +8,8 @@ from django.utils import timezone
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
-from rest_framework.decorators import api_view, authentication_classes, permission_classes, renderer_classes
+from rest_framework.decorators import (api_view, authentication_classes, parser_classes, permission_classes,
+                                       renderer_classes)
 from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.response import Response
@@ -17,11 +18,11 @@ from apps.accounts.access import audit, visible_sites
 from apps.accounts.models import ApiScope, Role
 from apps.accounts.permissions import roles_or_scope
 from apps.accounts.scope import ScopedModelSerializer
-from apps.sites.authentication import DeviceTokenAuthentication, IsDevice
+from apps.sites.authentication import DEVICE_PARSERS, DeviceTokenAuthentication, IsDevice
 from apps.sites.models import Device, Zone
 
 from . import metrics
-from .ingest import BatchError, ingest as store_batch
+from .ingest import BatchError, DeviceRemoved, ingest as store_batch
 from .models import MinuteRollup
 from .renderers import CSVRenderer, JSONRenderer
 from .trends import BUCKETS, default_bucket, k_anonymity, trend, trend_json, weekly_heatmap, zone_breakdown
@@ -142,8 +143,10 @@ def _rate_limited(device, events: int) -> int:
 
 @extend_schema(request=IngestBatchSchema, responses={200: IngestAnswerSchema, 400: OpenApiResponse(description="malformed batch"),
                                                      413: OpenApiResponse(description="body too large"),
+                                                     401: OpenApiResponse(description="unknown, revoked or removed device"),
                                                      429: OpenApiResponse(description="rate limit; see Retry-After")})
 @api_view(["POST"])
+@parser_classes(DEVICE_PARSERS)
 @authentication_classes([DeviceTokenAuthentication])
 @permission_classes([IsDevice])
 def ingest(request):
@@ -160,6 +163,8 @@ def ingest(request):
         answer, _ = store_batch(device, request.data)
     except BatchError as exc:
         return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+    except DeviceRemoved as exc:
+        return Response({"detail": str(exc)}, status=status.HTTP_401_UNAUTHORIZED)
     return Response(answer)
 
 

@@ -9,11 +9,11 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.sites.models import Camera, Device
+from apps.sites.models import Device
 
 from . import metrics
 from .models import LABEL_BY_NAME, IngestBatch
-from .rollups import store_batch
+from .rollups import lock_device, store_batch
 
 
 class BatchError(ValueError):
@@ -63,10 +63,11 @@ class Rejection(NamedTuple):
 
 
 class EventValidator:
-    """Checks raw events against one device's cameras and the accepted time window."""
+    """Checks raw events against one device's cameras ({name: id}) and the accepted time
+    window around `now`."""
 
-    def __init__(self, device, now):
-        self.cameras = dict(Camera.objects.filter(device=device).values_list("name", "id"))
+    def __init__(self, cameras: dict, now):
+        self.cameras = cameras
         self.earliest = now - settings.AFFECTWATCH["INGEST_MAX_PAST"]
         self.latest = now + settings.AFFECTWATCH["INGEST_MAX_FUTURE"]
 
@@ -103,27 +104,40 @@ class EventValidator:
         return (when, camera_id, str(track), label_value, float(conf)), None
 
 
+class DeviceRemoved(Exception):
+    """The device was deleted while its batch waited (401: it is no longer enrolled)."""
+
+
 def ingest(device: Device, body) -> tuple[dict, list]:
     """Stores a batch. Returns (response body, touched minutes) — minutes are empty for a
-    duplicate. Raises BatchError for a malformed batch. Counts what it did in
-    `metrics` (events accepted, rejections by reason, batch outcome and seconds)."""
+    duplicate. Raises BatchError for a malformed batch and DeviceRemoved when the device
+    was deleted meanwhile. Counts what it did in `metrics` (events accepted, rejections by
+    reason, batch outcome and seconds)."""
     started = time.perf_counter()
     try:
         batch_id, raw_events = parse_batch(body)
     except BatchError:
         metrics.BATCHES.labels("malformed").inc()
         raise
-    validate = EventValidator(device, timezone.now())
-    clean, rejected, codes = [], [], []
-    for index, raw in enumerate(raw_events):
-        event, why = validate(raw)
-        if why:
-            rejected.append({"index": index, "reason": why.sentence})
-            codes.append(why.code)
-        else:
-            clean.append(event)
     try:
         with transaction.atomic():
+            # The cameras, site and zone are read under the device's lock, which deleting
+            # any of them takes too: the events table has no database foreign keys.
+            lock_device(device.pk)
+            rows = list(Device.objects.filter(pk=device.pk).values_list("site_id", "zone_id", "cameras__name",
+                                                                       "cameras__id"))
+            if not rows:
+                raise DeviceRemoved(f"device {device.pk} is no longer enrolled")
+            device.site_id, device.zone_id = rows[0][:2]
+            validate = EventValidator({name: pk for *_, name, pk in rows if name is not None}, timezone.now())
+            clean, rejected, codes = [], [], []
+            for index, raw in enumerate(raw_events):
+                event, why = validate(raw)
+                if why:
+                    rejected.append({"index": index, "reason": why.sentence})
+                    codes.append(why.code)
+                else:
+                    clean.append(event)
             # A retried batch fails here on the (device, batch_id) constraint, before
             # anything else is written.
             batch = IngestBatch.objects.create(device=device, batch_id=batch_id, accepted=len(clean), rejected=rejected)

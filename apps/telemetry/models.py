@@ -30,13 +30,21 @@ class EmotionEvent(models.Model):
     """A raw label event. Kept for EVENT_RETENTION_DAYS; dashboards read rollups.
 
     The hottest table: besides the primary key it carries only the two indexes that
-    reads and the retention purge use, so inserts stay cheap. Foreign keys are not
-    indexed (deleting a whole device is rare and may scan)."""
+    reads and the retention purge use, so inserts stay cheap. Its references are not
+    database foreign keys: their per-row checks cost 40 % of the ingest statement
+    (bench-results/capacity.md). Ingest reads the device's cameras, site and zone under
+    the device's lock, and deleting a device, camera or zone takes the same lock first
+    (`rollups.lock_device`, `signals.py`), so no event can refer to a removed row; Django
+    still cascades the deletes. Not indexed (deleting a whole device is rare and may scan)."""
 
-    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="events", db_index=False)
-    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="events", db_index=False)
-    zone = models.ForeignKey(Zone, null=True, on_delete=models.SET_NULL, related_name="events", db_index=False)
-    camera = models.ForeignKey(Camera, on_delete=models.CASCADE, related_name="events", db_index=False)
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="events", db_index=False,
+                               db_constraint=False)
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="events", db_index=False,
+                             db_constraint=False)
+    zone = models.ForeignKey(Zone, null=True, on_delete=models.SET_NULL, related_name="events", db_index=False,
+                             db_constraint=False)
+    camera = models.ForeignKey(Camera, on_delete=models.CASCADE, related_name="events", db_index=False,
+                               db_constraint=False)
     ts = models.DateTimeField()
     track = models.CharField(max_length=64)
     label = models.PositiveSmallIntegerField(choices=Label.choices)

@@ -7,10 +7,9 @@ published; `release.py` noises each one once, after its minute closed.
 
 Every count change is an atomic increment (INSERT … ON CONFLICT DO UPDATE), rows are
 locked in minute order so concurrent batches never deadlock, and one device's batches
-are serialised (an advisory lock on PostgreSQL; SQLite serialises all writers) so two
-of them cannot both spend a track's allowance. On PostgreSQL the whole batch — raw
-events, (camera, track) tallies and raw cells — is one statement with the events sent as
-arrays. The embedded SQLite default runs the same steps in Python."""
+are serialised (`lock_device`) so two of them cannot both spend a track's allowance. On
+PostgreSQL the whole batch — raw events, (camera, track) tallies and raw cells — is one
+statement with the events sent as arrays. The embedded SQLite default runs the same steps in Python."""
 from collections import Counter, defaultdict
 
 import psycopg
@@ -24,9 +23,22 @@ EVENT_FIELDS = ("ts", "camera_id", "track", "label", "confidence")
 COUNTS = ("negative", "neutral", "positive", "tracks")
 
 
+def lock_device(device_id) -> None:
+    """Serialises, until the current transaction ends, everything that writes a device's
+    telemetry or removes a row its events refer to: the device's batches (`ingest`), and
+    deleting the device, one of its cameras or its zone (`signals.py`). Two batches of
+    one device then never both spend a track's allowance, and no event can name a camera,
+    zone or device deleted meanwhile. PostgreSQL: a transaction-level advisory lock;
+    SQLite serialises all writers already. Call inside a transaction."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"telemetry.device:{device_id}"])
+
+
 def store_batch(device, events) -> list:
     """Stores clean events and adds their bounded counts to the raw cells. Returns the
-    minutes touched, oldest first. Call inside the batch's transaction."""
+    minutes touched, oldest first. Call inside the batch's transaction, holding
+    `lock_device`."""
     if not events:
         return []
     cap = settings.AFFECTWATCH["DP_MAX_DETECTIONS"]
@@ -79,7 +91,6 @@ def _store_postgresql(device, events, cap):
     # travel in binary, three times cheaper than Django's client-side quoting.
     connection.ensure_connection()
     with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"telemetry.device:{device.id}",))
         cursor.execute(sql, params)
         return sorted(row[0] for row in cursor.fetchall())
 

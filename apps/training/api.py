@@ -53,12 +53,12 @@ class FineTuneJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         user = request.user
         dataset = _pick(datasets_of(user), request.data.get("dataset"))
         if dataset is None:
-            raise ValidationError({"dataset": "unknown data set"})
+            raise ValidationError({"dataset": "unknown data set"}, code="does_not_exist")
         base = None
         if request.data.get("base") not in (None, ""):
             base = _pick(registry.versions_for(dataset.organisation), request.data["base"])
             if base is None:
-                raise ValidationError({"base": "unknown model version"})
+                raise ValidationError({"base": "unknown model version"}, code="does_not_exist")
             if not base.shipped and not base.weights_file:
                 raise ValidationError({"base": "this model version has no torch weights to fine-tune"})
         params = job_params(request.data)
@@ -87,7 +87,7 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     def _own(self):
         mv = self.get_object()
         if mv.shipped:
-            raise ValidationError({"detail": "the shipped model cannot be changed"})
+            raise ValidationError({"detail": "the shipped model cannot be changed"}, code="conflict")
         return mv
 
     @extend_schema(request=OverrideSerializer, responses={200: ModelVersionSerializer})

@@ -38,7 +38,7 @@ OUT = ROOT / "bench-results"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DB = "affectwatch_bench"
 DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB}"
-WEB_WORKERS = 2  # platform/entrypoint.sh's default
+WEB_WORKERS = int(os.environ.get("BENCH_WEB_WORKERS", "2"))  # platform/entrypoint.sh's default
 
 
 def machine():
@@ -50,8 +50,9 @@ def fresh_database():
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {DB}")
+    # DEBUG off, as deployed (DEBUG times and keeps every query).
     env = dict(os.environ, DATABASE_URL=DB_URL, AFFECTWATCH_INGEST_RATE_PER_MINUTE="100000000",
-               AFFECTWATCH_INGEST_MAX_EVENTS="5000")
+               AFFECTWATCH_INGEST_MAX_EVENTS="5000", DEBUG="0")
     # The production shape: Redis for the rate-limit cache and the channel layer.
     env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
     env.setdefault("AFFECTWATCH_REDIS_PREFIX", "bench:")

@@ -78,7 +78,7 @@ def cpu_meter():
     return busy_cpu_s(), web_cpu_s(), own_cpu_s()
 
 
-def bench_ingest_cpu(env, agents, batch_size, seconds):
+def ingest_cpu_once(env, agents, batch_size, seconds):
     """bench_backend's ingest, with the CPU of its load window (see the module docstring)."""
     marks = {}
     result = bench_ingest(env, agents, batch_size, seconds, WEB_WORKERS,
@@ -91,6 +91,37 @@ def bench_ingest_cpu(env, agents, batch_size, seconds):
                                        "total": round((web + rest) / events_k, 4),
                                        "load_generator_excluded": round(generator / events_k, 4)}
     return result
+
+
+def raw_tables_partitioned(partitioned: bool) -> None:
+    """Converts the raw events and track tallies to day partitions, or back to plain tables."""
+    from django.db import connection
+
+    from apps.telemetry import partitions
+
+    change = partitions.convert if partitioned else partitions.revert
+    with connection.cursor() as c:
+        for table, column in partitions.TABLES:
+            change(c, table, column)
+    if partitioned:
+        from apps.telemetry.retention import ensure_partitions
+
+        ensure_partitions()
+
+
+def bench_ingest_cpu(env, agents, batch_size, seconds, rounds):
+    """The ingest benchmark into partitioned tables and, as the baseline in the same run,
+    into plain ones, alternating `rounds` times; the median run of each (by events/s)."""
+    runs = {True: [], False: []}
+    for _ in range(rounds):
+        for partitioned in (True, False):
+            raw_tables_partitioned(partitioned)
+            runs[partitioned].append(ingest_cpu_once(env, agents, batch_size, seconds))
+    raw_tables_partitioned(True)
+    median = {k: sorted(v, key=lambda r: r["events_per_s"])[len(v) // 2] for k, v in runs.items()}
+    return {**median[True], "rounds": rounds, "runs_events_per_s": [r["events_per_s"] for r in runs[True]],
+            "plain_tables": {**median[False], "runs_events_per_s": [r["events_per_s"] for r in runs[False]]},
+            "partitioned_vs_plain": round(median[True]["events_per_s"] / median[False]["events_per_s"], 3)}
 
 
 def relation_bytes(cursor, table) -> int:
@@ -270,7 +301,12 @@ def write(results):
         *([f"(This section measured again on {results['ingest_cpu_date']}.)\n"] if results.get("ingest_cpu_date") else []),
         f"{i['agents']} agents, {i['batch_size']} events per batch, {i['seconds']} s: **{i['events_per_s']:,} events/s**, "
         f"batch latency p50 {i['batch_latency_ms']['p50']} ms, p99 {i['batch_latency_ms']['p99']} ms, {i['errors']} errors "
-        f"(baseline COPY {i['baseline_copy_events_per_s']:,} events/s, ratio {i['ratio_to_copy']:.0%}).",
+        f"(baseline COPY {i['baseline_copy_events_per_s']:,} events/s, ratio {i['ratio_to_copy']:.0%}). The median of "
+        f"{i['rounds']} runs ({', '.join(f'{r:,}' for r in i['runs_events_per_s'])}); in the same run, alternating with "
+        f"them, plain tables: {i['plain_tables']['events_per_s']:,} events/s (median of "
+        f"{', '.join(f'{r:,}' for r in i['plain_tables']['runs_events_per_s'])}; CPU per 1,000 events "
+        f"{i['plain_tables']['cpu_s_per_1000_events']['total']} CPU-s) — partitioned at "
+        f"{i['partitioned_vs_plain']:.0%} of plain.",
         f"CPU per 1,000 events: **{cpu['total']} CPU-s** — web {cpu['web']}, PostgreSQL + Redis {cpu['postgresql_redis']} "
         f"(the load generator's {cpu['load_generator_excluded']} excluded).\n",
         "## Disk\n",
@@ -346,6 +382,7 @@ def gib(n_bytes: float) -> str:
 
 def main(argv=None):
     p = ingest_arguments(__doc__)
+    p.add_argument("--rounds", type=int, default=3, help="ingest runs into partitioned and into plain tables, alternating")
     p.add_argument("--purge-events", type=int, default=10_000_000, help="raw events in the purged day")
     p.add_argument("--only", choices=["ingest_cpu", "disk_purge", "year_trend"],
                    help="run one section again, keeping the others from bench-results/capacity.json")
@@ -359,7 +396,7 @@ def main(argv=None):
         results = {**previous, **results, "date": previous["date"], f"{args.only}_date": now}
         results["machine"] = previous["machine"]
     if args.only in (None, "ingest_cpu"):
-        results["ingest_cpu"] = bench_ingest_cpu(env, args.agents, args.batch_size, args.seconds)
+        results["ingest_cpu"] = bench_ingest_cpu(env, args.agents, args.batch_size, args.seconds, args.rounds)
     if args.only in (None, "disk_purge"):
         results["disk_purge"] = bench_disk_and_purge(args.purge_events)
     if args.only in (None, "year_trend"):

@@ -6,6 +6,7 @@ list are refused; an endpoint that needs credentials refuses a call without them
 generation modes (positive and negative), as each role: an admin's API token, a board's
 device token, and a logged-in admin, safety officer, researcher and field tech."""
 import secrets
+from datetime import datetime, timezone
 
 import pytest
 import requests
@@ -19,11 +20,38 @@ from apps.accounts.models import ApiScope, Role
 
 load_all_checks()
 CHECKS = list(REGISTERED.get_all())  # every check, as `--checks all`
-# What the checks the API already passes raise (no server error; documented status
-# codes, content types and bodies): one of these fails the test.
-HELD = {"ServerError", "UndefinedStatusCode", "MissingContentType", "MalformedMediaType", "UndefinedContentType",
-        "ContentDeserializationError", "JsonSchemaError", "MalformedJson"}
 EXAMPLES = 6  # per operation, identity and generation mode: minutes in all, not tens
+# Where a schema cannot say in advance what is refused, and the server's answer is right:
+# (method, path, schemathesis' failure) → the answer that excuses it, checked in the answer.
+
+
+def _future(value) -> bool:
+    try:
+        return datetime.fromisoformat(str(value)) > datetime.now(timezone.utc)
+    except (ValueError, TypeError):
+        return False
+
+
+EXCUSES = {
+    # An import's body is a file: the schema says so, but not that it is a valid zip with a
+    # manifest, so a generated one is refused with its reasons.
+    ("POST", "/api/v1/datasets/{id}/imports/", "RejectedPositiveData"):
+        lambda case, response: response.status_code == 400 and bool(response.json()),
+    # Ingest refuses bad events one by one and keeps the board's others: a negative case
+    # whose bad part is an event is answered 200 with that event in `rejected`.
+    ("POST", "/api/v1/ingest/", "AcceptedNegativeData"):
+        lambda case, response: response.status_code == 200 and bool(response.json()["rejected"]),
+    # Consent cannot be recorded as given in the future; a schema date-time has no maximum.
+    ("POST", "/api/v1/subjects/", "RejectedPositiveData"):
+        lambda case, response: (response.status_code == 400 and _future((case.body or {}).get("consent_given_at"))
+                                and "consent cannot be given in the future" in response.json().get("consent_given_at", [])),
+}
+
+
+def excused(case, operation, response, failure) -> bool:
+    excuse = EXCUSES.get((case.method, operation.path, type(failure).__name__))
+    return excuse is not None and excuse(case, response)
+
 
 pytestmark = pytest.mark.timeout(1500)
 
@@ -89,11 +117,15 @@ def test_every_check_passes_on_every_operation_as_every_role(platform_server, id
                         case.validate_response(response, checks=checks, headers=headers)
                     except BaseExceptionGroup as exc:  # schemathesis' failure group: collected, reported below
                         for failure in exc.exceptions:
+                            if excused(case, operation, response, failure):
+                                continue
                             key = (case.method, operation.path, type(failure).__name__, getattr(failure, "title", ""))
                             failures.setdefault(key, f"[{name}, {mode}] {case.method} {case.formatted_path} "
                                                      f"{case.query or ''} -> {response.status_code}: "
                                                      f"{str(failure)[:400]}")
                     except AssertionError as exc:  # a single failure
+                        if excused(case, operation, response, exc):
+                            return
                         key = (case.method, operation.path, type(exc).__name__, "")
                         failures.setdefault(key, f"[{name}, {mode}] {case.method} {case.formatted_path} "
                                                  f"{case.query or ''} -> {response.status_code}: {str(exc)[:400]}")
@@ -105,8 +137,5 @@ def test_every_check_passes_on_every_operation_as_every_role(platform_server, id
     assert nowhere.status_code == 404 and nowhere.json() == {"detail": "Not found."}
     # The run reached the handlers, not only the validation in front of them.
     assert sum(200 <= s < 300 for s in statuses) > 50, sorted(set(statuses))
-    held = {k: v for k, v in failures.items() if k[2] in HELD}
-    assert not held, f"{len(held)} distinct failures:\n" + "\n\n".join(held.values()) + (
+    assert not failures, f"{len(failures)} distinct failures:\n" + "\n\n".join(failures.values()) + (
         f"\n(server log)\n{platform_server.log_text()[-3000:]}")
-    if failures:  # issue 18: the remaining checks' finds, still to fix (see the report)
-        pytest.xfail(f"{len(failures)} distinct failures of the other checks:\n" + "\n\n".join(failures.values()))

@@ -41,3 +41,34 @@ def test_date_times_with_any_iso_offset_are_answered(admin):
     res = admin.get("/api/v1/alerts/", {"opened_after": "0001-01-01T00:00:00+10:00"})
     assert res.status_code == 400 and res.json()["opened_after"] == [
         "This date and time is outside the supported range."]
+
+
+def test_filters_are_predicates_with_strict_values(admin, tenant, make_device):
+    """An id naming nothing matches nothing; a malformed id or boolean is a 400; an empty
+    value is no filter (the browsable API's form sends every field), as the schema says."""
+    make_device(tenant.site, "board-2", simulated=True)
+    everything = admin.get("/api/v1/devices/").json()["count"]
+    assert everything == 2
+    assert admin.get("/api/v1/devices/", {"site": 999999}).json() == {"count": 0, "next": None, "previous": None,
+                                                                      "results": []}
+    assert admin.get("/api/v1/devices/", {"site": "", "simulated": ""}).json()["count"] == everything
+    assert admin.get("/api/v1/devices/", {"simulated": "true"}).json()["count"] == 1
+    assert admin.get("/api/v1/devices/", {"simulated": "0"}).json()["count"] == 1
+    for bad in ({"site": "abc"}, {"simulated": "274877906943"}, {"simulated": "maybe"}):
+        res = admin.get("/api/v1/devices/", bad)
+        assert res.status_code == 400 and list(res.json()) == list(bad), res.content
+    schema = admin.get("/api/v1/schema/?format=json").json()
+    params = {p["name"]: p for p in schema["paths"]["/api/v1/devices/"]["get"]["parameters"]}
+    assert params["site"]["allowEmptyValue"] and "allowEmptyValue" not in params["limit"]
+
+
+def test_a_body_naming_nothing_is_404_and_a_taken_name_409(admin, tenant):
+    from apps.datasets.models import Dataset
+
+    res = admin.post("/api/v1/alert-rules/", {"name": "r", "site": 999999, "threshold_pct": 50}, format="json")
+    assert res.status_code == 404 and list(res.json()) == ["site"], res.content
+    res = admin.post("/api/v1/alert-rules/", {"name": "", "site": 999999, "threshold_pct": 50}, format="json")
+    assert res.status_code == 400 and set(res.json()) == {"name", "site"}  # two kinds of wrong: a 400
+    Dataset.objects.create(organisation=tenant.org, name="taken")
+    res = admin.post("/api/v1/datasets/", {"name": "taken"}, format="json")
+    assert res.status_code == 409 and res.json() == {"name": ["a data set with this name already exists"]}

@@ -172,7 +172,7 @@ def test_enrolled_agent_streams_the_faces_of_a_video(enrolled, tenant, platform_
     again = subprocess.run([sys.executable, "-m", "edge_agent", "enroll", "--server", platform_server.url,
                             "--code", "WRONG-CODE-0000", "--credentials", str(agent.state / "other.json")],
                            capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert again.returncode == 1 and "enrollment refused (400)" in again.stderr
+    assert again.returncode == 1 and "enrollment refused (403)" in again.stderr
 
     assert agent.start().wait(90) == 0, agent.log_text()[-3000:]
     rows = server_events(agent.device_id)

@@ -58,9 +58,11 @@ def test_loss_falls_and_validation_beats_chance(toy, tmp_path):
     assert ck["best_metric"] == pytest.approx(max(m.val_accuracy for m in res.history))
 
 
-def test_resume_continues_the_same_run(toy, tmp_path):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_continues_the_same_run(toy, tmp_path, ema_decay):
+    """With and without the weights' moving average (which travels in last.pt)."""
     x, y, vx, vy = toy
-    cfg = TrainConfig(epochs=3, **{**FAST, "augment": AugmentConfig()}, label_smoothing=0.1)
+    cfg = TrainConfig(epochs=3, **{**FAST, "augment": AugmentConfig()}, label_smoothing=0.1, ema_decay=ema_decay)
     whole = _model()
     fit(whole, x, y, vx, vy, config=cfg, out_dir=tmp_path / "whole", progress=False, log=lambda s: None)
 
@@ -79,6 +81,11 @@ def test_resume_continues_the_same_run(toy, tmp_path):
     assert [m.epoch for m in res2.history] == [1, 2, 3]
     for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
+    # With the average, the model ends with (and best.pt holds) the averaged weights,
+    # not the last step's, which last.pt keeps for resuming.
+    raw = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)["model"]
+    averaged = not all(torch.equal(raw[k], v) for k, v in whole.state_dict().items())
+    assert averaged == (ema_decay > 0)
 
 
 def test_resume_refuses_a_different_schedule(toy, tmp_path):

@@ -39,9 +39,10 @@ def state_of(model: nn.Module) -> dict:
 
 def make_checkpoint(model: nn.Module | dict, meta: dict, *, epoch: int | None = None, config: dict | None = None,
                     history: list | None = None, best_metric: float | None = None, best_epoch: int | None = None,
-                    optimizer: dict | None = None, scheduler: dict | None = None) -> dict:
+                    optimizer: dict | None = None, scheduler: dict | None = None, ema: dict | None = None) -> dict:
     """The checkpoint dict of `model` (a module, or a state dict already copied with
-    `state_of`). `optimizer` / `scheduler` are state dicts, for a resumable `last.pt`."""
+    `state_of`). `optimizer` / `scheduler` / `ema` (the weights' moving average) are state
+    dicts, for a resumable `last.pt`."""
     ck: dict[str, Any] = {
         "model": state_of(model) if isinstance(model, nn.Module) else model,
         "epoch": epoch, "config": config, "meta": dict(meta or {}),
@@ -51,6 +52,8 @@ def make_checkpoint(model: nn.Module | dict, meta: dict, *, epoch: int | None = 
         ck["optimizer"] = optimizer
     if scheduler is not None:
         ck["scheduler"] = scheduler
+    if ema is not None:
+        ck["ema"] = ema
     return ck
 
 

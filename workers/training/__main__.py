@@ -81,7 +81,7 @@ def cmd_train(args):
         label_smoothing=args.label_smoothing, mixup_alpha=args.mixup, class_balanced=args.class_balanced,
         augment=aug, distill_alpha=args.distill_alpha, distill_temperature=args.distill_temperature,
         distill_cached=args.distill_cached,
-        seed=args.seed, tta_flip=args.tta_flip, select_metric=args.select,
+        seed=args.seed, tta_flip=args.tta_flip, select_metric=args.select, ema_decay=args.ema,
     )
     teacher = None
     if args.teacher:
@@ -143,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distill-cached", action="store_true",
                    help="teacher logits once per image and mirror before training (cheaper; ignores other augmentation)")
     p.add_argument("--tta-flip", action="store_true", help="validate with test-time horizontal flip")
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="validate and keep an exponential moving average of the weights (e.g. 0.999); 0 disables")
     p.add_argument("--select", choices=("accuracy", "macro_f1"), default="accuracy")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from edge_agent.preprocess import PreprocessSpec, normalize
@@ -55,6 +56,11 @@ class TrainConfig:
     seed: int = 0
     tta_flip: bool = False  # validate on the mean of image and mirror logits
     select_metric: str = "accuracy"  # accuracy | macro_f1
+    # Exponential moving average of the weights (Polyak & Juditsky 1992; as timm's
+    # ModelEmaV2), updated after every step with this decay; 0 disables. With it, the
+    # averaged weights (batch-norm statistics included) are the ones validated, saved as
+    # best.pt and left in the model at the end.
+    ema_decay: float = 0.0
     eval_batch_size: int = 512
 
     @classmethod
@@ -171,7 +177,7 @@ class _Progress:
     best_epoch: int = 0
 
 
-def _resume(out: Path, model, opt, sched, cfg: TrainConfig, log) -> _Progress:
+def _resume(out: Path, model, opt, sched, ema, cfg: TrainConfig, log) -> _Progress:
     last = out / "last.pt"
     if not last.exists():
         log(f"nothing to resume in {out}; starting fresh")
@@ -182,12 +188,14 @@ def _resume(out: Path, model, opt, sched, cfg: TrainConfig, log) -> _Progress:
     model.load_state_dict(ck["model"])
     opt.load_state_dict(ck["optimizer"])
     sched.load_state_dict(ck["scheduler"])
+    if ema is not None:
+        ema.load_state_dict(ck["ema"])
     log(f"resumed from {last} after epoch {ck['epoch']}")
     return _Progress([EpochMetrics(**h) for h in ck["history"]], ck["epoch"] + 1, ck["best_metric"], ck["best_epoch"])
 
 
 def _train_epoch(model, opt, sched, epoch, g, cfg: TrainConfig, train_images, labels_t, weights, order, bs, steps,
-                 spec, num_classes, memory_format, teacher, cached_teacher, should_stop, progress):
+                 spec, num_classes, memory_format, teacher, cached_teacher, ema, should_stop, progress):
     """One pass over the shuffled training images. Returns (summed loss, summed plain
     cross-entropy, correct, seen, cancelled)."""
     total_loss, total_ce, correct, seen = 0.0, 0.0, 0, 0
@@ -228,6 +236,8 @@ def _train_epoch(model, opt, sched, epoch, g, cfg: TrainConfig, train_images, la
         loss.backward()
         opt.step()
         sched.step()
+        if ema is not None:
+            ema.update_parameters(model)
         total_loss += loss.item() * len(y)
         total_ce += float(nn.functional.cross_entropy(logits.detach(), y, reduction="sum"))
         correct += int((logits.argmax(1) == y).sum())
@@ -302,6 +312,9 @@ def fit(
     steps = n // bs  # drop the ragged last batch: BatchNorm needs more than one image
     opt = _optimizer(model, cfg)
     sched = _scheduler(opt, cfg, steps)
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+           if cfg.ema_decay > 0 else None)
+    evaluated = ema.module if ema is not None else model
     labels_t = torch.from_numpy(train_labels.astype(np.int64))
     weights = _loss_weights(labels_t, sample_weight, cfg, train_labels, num_classes)
     if teacher is not None:
@@ -314,7 +327,7 @@ def fit(
     if out:
         out.mkdir(parents=True, exist_ok=True)
         if resume:
-            state = _resume(out, model, opt, sched, cfg, log)
+            state = _resume(out, model, opt, sched, ema, cfg, log)
     history = state.history
 
     def save(name, epoch, weights_now, **extra):
@@ -332,7 +345,7 @@ def fit(
         model.train()
         total_loss, total_ce, correct, seen, cancelled = _train_epoch(
             model, opt, sched, epoch, g, cfg, train_images, labels_t, weights, order, bs, steps, spec, num_classes,
-            memory_format, teacher, cached_teacher, should_stop, progress)
+            memory_format, teacher, cached_teacher, ema, should_stop, progress)
         if cancelled:
             log(f"cancelled during epoch {epoch}; the last complete epoch's checkpoint stays")
             break
@@ -341,7 +354,7 @@ def fit(
             lr=opt.param_groups[0]["lr"], seconds=0.0, train_ce=total_ce / max(seen, 1),
         )
         if has_val:
-            _validate(m, model, val_images, val_labels, spec, cfg, num_classes)
+            _validate(m, evaluated, val_images, val_labels, spec, cfg, num_classes)
         m.seconds = time.time() - t0
         history.append(m)
         score = (m.val_macro_f1 if cfg.select_metric == "macro_f1" else m.val_accuracy) if has_val else -m.train_loss
@@ -349,17 +362,19 @@ def fit(
         if improved:
             state.best_metric, state.best_epoch = score, epoch
             if restore_best and has_val:
-                best_state = state_of(model)
+                best_state = state_of(evaluated)
         if out:
-            now = state_of(model)
             if improved:
-                save("best.pt", epoch, now)
-            save("last.pt", epoch, now, optimizer=opt.state_dict(), scheduler=sched.state_dict())
+                save("best.pt", epoch, state_of(evaluated))
+            save("last.pt", epoch, state_of(model), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                 **({"ema": ema.state_dict()} if ema is not None else {}))
         log(_epoch_line(m, cfg, has_val, improved))
         if on_epoch is not None:
             on_epoch(m)
     if best_state is not None:
         model.load_state_dict(best_state)
+    elif ema is not None:
+        model.load_state_dict(state_of(ema.module))
     ckpt = None
     if out:
         ckpt = out / ("best.pt" if (out / "best.pt").exists() else "last.pt")
