@@ -5,7 +5,8 @@ from django.http import HttpResponse
 
 
 class RefuseNulInQuery:
-    """A NUL character in a query string (`%00`) is refused with a 400 before any view:
+    """A NUL character in a query string (`%00`) is refused with a 400 before any view
+    (the innermost middleware, sync-only on purpose: see settings.MIDDLEWARE):
     PostgreSQL cannot hold NUL in text, so a filter that compares with it fails inside the
     database — for every hand-written `request.GET` filter at once."""
 

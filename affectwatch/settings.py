@@ -82,7 +82,6 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "affectwatch.middleware.RefuseNulInQuery",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -91,6 +90,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # turns a lockout into its 429 page
+    # Last, and sync-only: under ASGI Django then runs the whole chain in one worker
+    # thread, instead of a thread hop for each async-capable middleware's request and
+    # response hooks (ingest, one run each on the 2-core VM: 18,503 → 19,565 events/s).
+    "affectwatch.middleware.RefuseNulInQuery",
 ]
 
 ROOT_URLCONF = "affectwatch.urls"

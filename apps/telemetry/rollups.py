@@ -60,7 +60,7 @@ def _store_postgresql(device, events, cap):
     ts, cameras, tracks, labels, confidences = zip(*events)
     params = {"device": device.id, "site": device.site_id, "zone": device.zone_id, "ts": list(ts),
               "camera": list(cameras), "track": list(tracks), "label": list(labels), "confidence": list(confidences),
-              "cap": cap}
+              "cap": cap, "first": min(ts).replace(second=0, microsecond=0), "last": max(ts)}
     tally = q(RollupTrack._meta.db_table)
     head, tail = _upsert_raw()
     sql = f"""
@@ -74,7 +74,10 @@ def _store_postgresql(device, events, cap):
             SELECT %(device)s::uuid, %(site)s::bigint, %(zone)s::bigint, camera_id, ts, track, label, confidence FROM ev),
     -- The tallies before this statement (every CTE reads the same snapshot).
     prior AS (SELECT t.minute, t.camera_id, t.track, t.detections FROM {tally} t
-              WHERE t.device_id = %(device)s::uuid AND t.minute IN (SELECT DISTINCT minute FROM ev)),
+              WHERE t.device_id = %(device)s::uuid AND t.minute IN (SELECT DISTINCT minute FROM ev)
+                    -- constant bounds: the planner prunes the other day partitions, so the
+                    -- statement neither plans nor locks them
+                    AND t.minute BETWEEN %(first)s AND %(last)s),
     kept AS (SELECT ev.minute, ev.camera_id, ev.track, ev.label, p.detections IS NULL AS new_track
              FROM ev LEFT JOIN prior p USING (minute, camera_id, track)
              WHERE coalesce(p.detections, 0) + ev.rn <= %(cap)s),
