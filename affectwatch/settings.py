@@ -137,7 +137,9 @@ else:
     # (bench-results/capacity.md). 0 opens one per request, as before.
     DB_POOL_SIZE = int(os.environ.get("AFFECTWATCH_DB_POOL_SIZE", "4"))
     if DB_POOL_SIZE:
-        DATABASES["default"]["OPTIONS"] = {"pool": {"min_size": 1, "max_size": DB_POOL_SIZE, "timeout": 30}}
+        # Added to what DATABASE_URL's query sets (sslmode, options...), never instead of it.
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": DB_POOL_SIZE,
+                                                                  "timeout": 30}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: broker, channel layer, cache ----------------------------------------------
@@ -296,6 +298,10 @@ AFFECTWATCH = {
     "TRAINING_MAX_ATTEMPTS": int(os.environ.get("AFFECTWATCH_TRAINING_MAX_ATTEMPTS", "2")),
     "TRAINING_THREADS": int(os.environ.get("AFFECTWATCH_TRAINING_THREADS", "0")),
     "INGEST_RATE_PER_MINUTE": int(os.environ.get("AFFECTWATCH_INGEST_RATE_PER_MINUTE", "600")),
+    # How long a batch waits for its board's lock (held by the board's other batch, or by
+    # a delete of the board, a camera or a zone) before it is answered 429: a waiting
+    # batch holds one of the process's pooled connections.
+    "INGEST_LOCK_WAIT_S": float(os.environ.get("AFFECTWATCH_INGEST_LOCK_WAIT_S", "10")),
     "INGEST_MAX_PAST": timedelta(days=int(os.environ.get("AFFECTWATCH_INGEST_MAX_PAST_DAYS", "7"))),
     "INGEST_MAX_FUTURE": timedelta(minutes=5),
     "ENROLLMENT_CODE_TTL": timedelta(hours=int(os.environ.get("AFFECTWATCH_ENROLLMENT_TTL_HOURS", "24"))),

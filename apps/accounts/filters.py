@@ -93,4 +93,3 @@ class UtcDateTimeFilter(IsoDateTimeFilter):
     """IsoDateTimeFilter that queries in UTC (UtcDateTimeField)."""
 
     field_class = UtcDateTimeField
-

@@ -43,7 +43,7 @@ class AlertRuleSerializer(ScopedModelSerializer):
         if self.instance is not None:
             clash = clash.exclude(pk=self.instance.pk)
         if clash.exists():
-            raise serializers.ValidationError({"name": "this site already has a rule with that name"})
+            raise serializers.ValidationError({"name": ["this site already has a rule with that name"]}, code="unique")
         return attrs
 
 

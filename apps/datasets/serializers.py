@@ -55,7 +55,7 @@ class SubjectSerializer(ScopedModelSerializer):
         if self.instance:
             qs = qs.exclude(pk=self.instance.pk)
         if qs.exists():
-            raise serializers.ValidationError({"code": "this data set already has a subject with this code"})
+            raise serializers.ValidationError({"code": ["this data set already has a subject with this code"]}, code="unique")
         return attrs
 
 

@@ -70,10 +70,10 @@ class DeviceSerializer(ScopedModelSerializer):
         return "online" if device.online else "offline"
 
 
-HARDWARE_SCHEMA = {
-    "type": "object", "maxProperties": 32, "propertyNames": {"maxLength": 64, "pattern": "^[^\\u0000]*$"},
-    "additionalProperties": {"oneOf": [{"type": "string", "maxLength": 256, "pattern": "^[^\\u0000]*$"},
-                                       {"type": "number"}, {"type": "boolean"}, {"type": "null"}]},
+HARDWARE_SCHEMA = {  # OpenAPI 3.0: null through `nullable`; no `propertyNames`, so the names' rule is in words
+    "type": "object", "maxProperties": 32,
+    "additionalProperties": {"oneOf": [{"type": "string", "maxLength": 256, "pattern": "^[^\\u0000]*$", "nullable": True},
+                                       {"type": "number"}, {"type": "boolean"}]},
     "description": "what the board says of itself (`edge_agent.client.hardware_info`): up to 32 names of up to 64 "
                    "characters, each a number, a boolean, null or text of up to 256 characters (no NUL: PostgreSQL's "
                    "jsonb cannot hold it)",

@@ -10,7 +10,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_
 from rest_framework import generics, serializers, status
 from rest_framework.decorators import (api_view, authentication_classes, parser_classes, permission_classes,
                                        renderer_classes)
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import AuthenticationFailed, ValidationError
 from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.response import Response
 
@@ -22,7 +22,7 @@ from apps.sites.authentication import DEVICE_PARSERS, DeviceTokenAuthentication,
 from apps.sites.models import Device, Zone
 
 from . import metrics
-from .ingest import BatchError, DeviceRemoved, ingest as store_batch
+from .ingest import BatchError, DeviceBusy, DeviceRemoved, ingest as store_batch
 from .models import MinuteRollup
 from .renderers import CSVRenderer, JSONRenderer
 from .trends import BUCKETS, default_bucket, k_anonymity, trend, trend_json, weekly_heatmap, zone_breakdown
@@ -144,7 +144,7 @@ def _rate_limited(device, events: int) -> int:
 @extend_schema(request=IngestBatchSchema, responses={200: IngestAnswerSchema, 400: OpenApiResponse(description="malformed batch"),
                                                      413: OpenApiResponse(description="body too large"),
                                                      401: OpenApiResponse(description="unknown, revoked or removed device"),
-                                                     429: OpenApiResponse(description="rate limit; see Retry-After")})
+                                                     429: OpenApiResponse(description="rate limit, or the board's lock is held; see Retry-After")})
 @api_view(["POST"])
 @parser_classes(DEVICE_PARSERS)
 @authentication_classes([DeviceTokenAuthentication])
@@ -164,7 +164,9 @@ def ingest(request):
     except BatchError as exc:
         return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
     except DeviceRemoved as exc:
-        return Response({"detail": str(exc)}, status=status.HTTP_401_UNAUTHORIZED)
+        raise AuthenticationFailed(str(exc)) from None
+    except DeviceBusy as exc:
+        return Response({"detail": str(exc)}, status=429, headers={"Retry-After": "5"})
     return Response(answer)
 
 

@@ -6,14 +6,14 @@ from datetime import datetime, timezone as dt_timezone
 from typing import NamedTuple
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
 from apps.sites.models import Device
 
 from . import metrics
 from .models import LABEL_BY_NAME, IngestBatch
-from .rollups import lock_device, store_batch
+from .rollups import is_lock_timeout, lock_device, store_batch
 
 
 class BatchError(ValueError):
@@ -108,10 +108,14 @@ class DeviceRemoved(Exception):
     """The device was deleted while its batch waited (401: it is no longer enrolled)."""
 
 
+class DeviceBusy(Exception):
+    """The batch waited INGEST_LOCK_WAIT_S for its board's lock (429: try again)."""
+
+
 def ingest(device: Device, body) -> tuple[dict, list]:
     """Stores a batch. Returns (response body, touched minutes) — minutes are empty for a
-    duplicate. Raises BatchError for a malformed batch and DeviceRemoved when the device
-    was deleted meanwhile. Counts what it did in `metrics` (events accepted, rejections by
+    duplicate. Raises BatchError for a malformed batch, DeviceRemoved when the device was
+    deleted meanwhile and DeviceBusy when its lock was not granted in time. Counts what it did in `metrics` (events accepted, rejections by
     reason, batch outcome and seconds)."""
     started = time.perf_counter()
     try:
@@ -123,10 +127,11 @@ def ingest(device: Device, body) -> tuple[dict, list]:
         with transaction.atomic():
             # The cameras, site and zone are read under the device's lock, which deleting
             # any of them takes too: the events table has no database foreign keys.
-            lock_device(device.pk)
+            lock_device(device.pk, wait_s=settings.AFFECTWATCH["INGEST_LOCK_WAIT_S"])
             rows = list(Device.objects.filter(pk=device.pk).values_list("site_id", "zone_id", "cameras__name",
                                                                        "cameras__id"))
             if not rows:
+                metrics.BATCHES.labels("removed").inc()
                 raise DeviceRemoved(f"device {device.pk} is no longer enrolled")
             device.site_id, device.zone_id = rows[0][:2]
             validate = EventValidator({name: pk for *_, name, pk in rows if name is not None}, timezone.now())
@@ -142,6 +147,11 @@ def ingest(device: Device, body) -> tuple[dict, list]:
             # anything else is written.
             batch = IngestBatch.objects.create(device=device, batch_id=batch_id, accepted=len(clean), rejected=rejected)
             minutes = store_batch(device, clean)
+    except OperationalError as exc:
+        if not is_lock_timeout(exc):
+            raise
+        metrics.BATCHES.labels("busy").inc()
+        raise DeviceBusy(f"device {device.pk} is busy (another batch, or a deletion, holds it)") from None
     except IntegrityError:
         existing = IngestBatch.objects.filter(device=device, batch_id=batch_id).first()
         if existing is None:  # not a retry: something else broke a constraint

@@ -30,7 +30,7 @@ PUSH_AGE = Histogram("affectwatch_live_push_age_seconds",
 LABEL_VALUES = {
     EVENTS_REJECTED: ("not_an_object", "missing_field", "unknown_label", "bad_confidence", "bad_timestamp",
                       "future", "too_old", "bad_track", "unknown_camera"),
-    BATCHES: ("stored", "duplicate", "malformed", "rate_limited"),
+    BATCHES: ("stored", "duplicate", "malformed", "rate_limited", "busy", "removed"),
     ANNOUNCEMENTS: ("sent", "failed"),
 }
 for _counter, _values in LABEL_VALUES.items():

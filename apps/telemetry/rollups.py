@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 
 import psycopg
 from django.conf import settings
-from django.db import connection
+from django.db import OperationalError, connection
 
 from .models import EmotionEvent, RawMinute, RollupTrack
 
@@ -23,16 +23,26 @@ EVENT_FIELDS = ("ts", "camera_id", "track", "label", "confidence")
 COUNTS = ("negative", "neutral", "positive", "tracks")
 
 
-def lock_device(device_id) -> None:
+def lock_device(device_id, wait_s: float | None = None) -> None:
     """Serialises, until the current transaction ends, everything that writes a device's
     telemetry or removes a row its events refer to: the device's batches (`ingest`), and
     deleting the device, one of its cameras or its zone (`signals.py`). Two batches of
     one device then never both spend a track's allowance, and no event can name a camera,
     zone or device deleted meanwhile. PostgreSQL: a transaction-level advisory lock;
-    SQLite serialises all writers already. Call inside a transaction."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"telemetry.device:{device_id}"])
+    SQLite serialises all writers already. Call inside a transaction. `wait_s`: no lock
+    of the rest of the transaction (this one included) waits longer; past it, PostgreSQL
+    raises lock_not_available (`is_lock_timeout`). None: wait as configured."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        if wait_s is not None:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{int(wait_s * 1000)}ms"])
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"telemetry.device:{device_id}"])
+
+
+def is_lock_timeout(exc: Exception) -> bool:
+    """Whether a database error is PostgreSQL's lock_not_available (SQLSTATE 55P03)."""
+    return isinstance(exc, OperationalError) and getattr(exc.__cause__, "sqlstate", None) == "55P03"
 
 
 def store_batch(device, events) -> list:

@@ -23,11 +23,21 @@ def job_params(data):
     return dict(params.validated_data)
 
 
-def _pick(queryset, pk):
+def _reference(queryset, data, field, what):
+    """The object `data[field]` names among `queryset`. ValidationError: a 400 when the
+    id is missing or not a whole number, a 404 (code does_not_exist,
+    affectwatch/exceptions.py) when it is one that names nothing the caller can see."""
+    value = data.get(field)
+    if value in (None, ""):
+        raise ValidationError({field: ["this field is required"]}, code="required")
     try:
-        return queryset.filter(pk=int(pk)).first()
+        pk = int(value)
     except (TypeError, ValueError):
-        return None
+        raise ValidationError({field: [f"{what} ids are whole numbers"]}, code="invalid") from None
+    found = queryset.filter(pk=pk).first()
+    if found is None:
+        raise ValidationError({field: [f"unknown {what}"]}, code="does_not_exist")
+    return found
 
 
 class FineTuneJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -51,14 +61,10 @@ class FineTuneJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         """Start a fine-tune: `dataset` (id), optional `base` (model version id; default
         the shipped FER2013 LiExNet), and the options below."""
         user = request.user
-        dataset = _pick(datasets_of(user), request.data.get("dataset"))
-        if dataset is None:
-            raise ValidationError({"dataset": "unknown data set"}, code="does_not_exist")
+        dataset = _reference(datasets_of(user), request.data, "dataset", "data set")
         base = None
         if request.data.get("base") not in (None, ""):
-            base = _pick(registry.versions_for(dataset.organisation), request.data["base"])
-            if base is None:
-                raise ValidationError({"base": "unknown model version"}, code="does_not_exist")
+            base = _reference(registry.versions_for(dataset.organisation), request.data, "base", "model version")
             if not base.shipped and not base.weights_file:
                 raise ValidationError({"base": "this model version has no torch weights to fine-tune"})
         params = job_params(request.data)

@@ -145,16 +145,17 @@ def test_rules_are_validated(world):
     tenant, ours, theirs, ids, rival_site = world
     officer = api_as(ours[SO])
     base = {"site": tenant.site.id, "name": "X", "threshold_pct": 40}
-    for bad in ({"site": rival_site.id}, {"threshold_pct": 140}, {"window_minutes": 0}, {"emails": ["not-an-address"]},
-                {"webhook_url": "ftp://example.com/x"}, {"name": "High negative share"}):
+    for bad, status in (({"site": rival_site.id}, 404), ({"threshold_pct": 140}, 400), ({"window_minutes": 0}, 400),
+                        ({"emails": ["not-an-address"]}, 400), ({"webhook_url": "ftp://example.com/x"}, 400),
+                        ({"name": "High negative share"}, 409)):  # a site naming nothing; a name taken
         res = officer.post("/api/v1/alert-rules/", {**base, **bad}, format="json")
-        assert res.status_code == 400, (bad, res.content)
+        assert res.status_code == status, (bad, res.content)
     # Another tenant's site reads exactly like a site that does not exist.
     missing = officer.post("/api/v1/alert-rules/", {**base, "site": 999999}, format="json").json()
     rival = officer.post("/api/v1/alert-rules/", {**base, "site": rival_site.id}, format="json").json()
     assert missing["site"][0].replace("999999", "N") == rival["site"][0].replace(str(rival_site.id), "N")
     res = officer.patch(f"/api/v1/alert-rules/{ids['rule']}/", {"site": rival_site.id}, format="json")
-    assert res.status_code == 400
+    assert res.status_code == 404
 
 
 def test_acknowledge_then_resolve_through_the_api(world):

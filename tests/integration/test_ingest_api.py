@@ -304,3 +304,49 @@ def test_a_delete_and_a_batch_in_flight_leave_no_event_naming_a_removed_row(make
     for camera_id, zone in EmotionEvent.objects.values_list("camera_id", "zone_id"):
         assert camera_id in cameras and (zone is None or zone in zones)
     assert EmotionEvent.objects.exists() == (removed != "device")
+
+
+def test_raw_events_have_no_delete_receivers():
+    """The lock of signals.py holds only while Django deletes events in one statement after
+    every pre_delete signal; a receiver on EmotionEvent would make it read them first."""
+    from django.db.models.signals import post_delete, pre_delete
+
+    assert not pre_delete.has_listeners(EmotionEvent) and not post_delete.has_listeners(EmotionEvent)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_that_waits_too_long_for_its_boards_lock_is_a_429(tenant, settings):
+    """A delete (or another batch) holding the board's lock past INGEST_LOCK_WAIT_S: the
+    batch is answered 429 with Retry-After, stores nothing, and its retry goes through."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection, transaction
+
+    from apps.telemetry.rollups import lock_device
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite serialises writers with its own busy timeout, not this lock")
+    settings.AFFECTWATCH = {**settings.AFFECTWATCH, "INGEST_LOCK_WAIT_S": 0.5}
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        try:
+            with transaction.atomic():
+                lock_device(tenant.device.pk)
+                held.set()
+                assert release.wait(30)
+        finally:
+            connection.close()
+
+    body = {"batch_id": str(uuid.uuid4()), "events": [event()]}
+    with ThreadPoolExecutor(1) as pool:
+        holding = pool.submit(hold)
+        assert held.wait(30)
+        res = post(tenant.token, body)
+        release.set()
+        holding.result(timeout=30)
+    assert res.status_code == 429 and res["Retry-After"] == "5" and "busy" in res.json()["detail"]
+    assert not EmotionEvent.objects.exists()
+    again = post(tenant.token, body)
+    assert again.status_code == 200 and again.json()["accepted"] == 1

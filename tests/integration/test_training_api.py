@@ -110,14 +110,16 @@ def test_another_tenant_cannot_deploy_or_start_jobs_on_our_things(world):
     rival = api(world["users"]["rival"])
     assert rival.post(f"/api/v1/model-versions/{world['mv'].id}/deploy/", {"site": world["tenant"].site.id}).status_code == 404
     res = rival.post("/api/v1/training-jobs/", {"dataset": world["ds"].id}, format="json")
-    assert res.status_code == 400 and "dataset" in res.json()
+    assert res.status_code == 404 and res.json() == {"dataset": ["unknown data set"]}  # as an unknown id
+    for bad, status in ((None, 400), ("abc", 400)):  # missing or malformed: a 400, not a lookup
+        assert rival.post("/api/v1/training-jobs/", {"dataset": bad}, format="json").status_code == status
     # and our researcher cannot deploy to their site
     from apps.sites.models import Site
 
     rival_site = Site.objects.get(slug="depot")
     res = api(world["users"]["researcher"]).post(f"/api/v1/model-versions/{world['mv'].id}/deploy/",
                                                  {"site": rival_site.id})
-    assert res.status_code == 400 and "site" in res.json()
+    assert res.status_code == 404 and "site" in res.json()
 
 
 def test_canary_first_then_the_rest_then_rollback(world):

@@ -175,7 +175,8 @@ def test_distillation_and_class_balanced_training_lower_the_loss(toy, path):
         fit(teacher, x, y, config=TrainConfig(epochs=8, **FAST), progress=False, log=lambda s: None)
         kw["teacher"] = teacher.eval()
         fast = {**FAST, "augment": AugmentConfig(rotate_deg=0, scale=0, translate=0, brightness=0, contrast=0, erase=0)}
-        cfg = TrainConfig(epochs=8, distill_alpha=0.9, distill_temperature=4.0,
+        # 16 epochs: at 8, one thread's rounding (this module's) left class 2 unlearnt.
+        cfg = TrainConfig(epochs=16, distill_alpha=0.9, distill_temperature=4.0,
                           distill_cached=path == "cached_distillation", **fast)
     else:
         # Class 2 is rare (3 of 35 images): the class-balanced weights must still teach it.

@@ -185,6 +185,9 @@ def _resume(out: Path, model, opt, sched, ema, cfg: TrainConfig, log) -> _Progre
     ck = read_checkpoint(last)
     if ck["config"]["epochs"] != cfg.epochs:
         raise TrainingError(f"{last} was made for {ck['config']['epochs']} epochs, not {cfg.epochs}")
+    if ck["config"].get("ema_decay", 0.0) != cfg.ema_decay:
+        raise TrainingError(f"{last} was made with --ema {ck['config'].get('ema_decay', 0.0)}, not {cfg.ema_decay}: "
+                            "its best score and best.pt would mix averaged and raw weights")
     model.load_state_dict(ck["model"])
     opt.load_state_dict(ck["optimizer"])
     sched.load_state_dict(ck["scheduler"])
