@@ -115,8 +115,8 @@ class DeviceBusy(Exception):
 def ingest(device: Device, body) -> tuple[dict, list]:
     """Stores a batch. Returns (response body, touched minutes) — minutes are empty for a
     duplicate. Raises BatchError for a malformed batch, DeviceRemoved when the device was
-    deleted meanwhile and DeviceBusy when its lock was not granted in time. Counts what it did in `metrics` (events accepted, rejections by
-    reason, batch outcome and seconds)."""
+    deleted meanwhile and DeviceBusy when its lock was not granted in time. Counts what it
+    did in `metrics` (events accepted, rejections by reason, batch outcome and seconds)."""
     started = time.perf_counter()
     try:
         batch_id, raw_events = parse_batch(body)

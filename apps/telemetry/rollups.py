@@ -9,7 +9,8 @@ Every count change is an atomic increment (INSERT … ON CONFLICT DO UPDATE), ro
 locked in minute order so concurrent batches never deadlock, and one device's batches
 are serialised (`lock_device`) so two of them cannot both spend a track's allowance. On
 PostgreSQL the whole batch — raw events, (camera, track) tallies and raw cells — is one
-statement with the events sent as arrays. The embedded SQLite default runs the same steps in Python."""
+statement with the events sent as arrays. The embedded SQLite default runs the same
+steps in Python."""
 from collections import Counter, defaultdict
 
 import psycopg
