@@ -35,10 +35,11 @@ def lock_device(device_id, wait_s: float | None = None) -> None:
     raises lock_not_available (`is_lock_timeout`). None: wait as configured."""
     if connection.vendor != "postgresql":
         return
+    sql, params = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"telemetry.device:{device_id}"]
+    if wait_s is not None:  # in the same round trip (Django's cursors bind on the client)
+        sql, params = f"SET LOCAL lock_timeout = %s; {sql}", [f"{int(wait_s * 1000)}ms", *params]
     with connection.cursor() as cursor:
-        if wait_s is not None:
-            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{int(wait_s * 1000)}ms"])
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"telemetry.device:{device_id}"])
+        cursor.execute(sql, params)
 
 
 def is_lock_timeout(exc: Exception) -> bool:

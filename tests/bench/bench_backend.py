@@ -38,7 +38,7 @@ OUT = ROOT / "bench-results"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DB = "affectwatch_bench"
 DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB}"
-WEB_WORKERS = int(os.environ.get("BENCH_WEB_WORKERS", "2"))  # platform/entrypoint.sh's default
+WEB_WORKERS = 2  # platform/entrypoint.sh's default
 
 
 def machine():
@@ -350,6 +350,7 @@ def ingest_arguments(doc):
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--seconds", type=float, default=20)
     p.add_argument("--repeat", type=int, default=50, help="requests per trend measured")
+    p.add_argument("--web-workers", type=int, default=WEB_WORKERS, help="uvicorn workers (default: as deployed)")
     return p
 
 
@@ -357,7 +358,6 @@ def main(argv=None):
     p = ingest_arguments(__doc__)
     p.add_argument("--events", type=int, default=10_000_000, help="raw events for the trends benchmark")
     p.add_argument("--only", choices=["ingest", "agent", "trends"])
-    p.add_argument("--web-workers", type=int, default=WEB_WORKERS, help="uvicorn workers (default: as deployed)")
     args = p.parse_args(argv)
     env = fresh_database()
     setup_django(env)

@@ -78,10 +78,10 @@ def cpu_meter():
     return busy_cpu_s(), web_cpu_s(), own_cpu_s()
 
 
-def ingest_cpu_once(env, agents, batch_size, seconds):
+def ingest_cpu_once(env, agents, batch_size, seconds, workers):
     """bench_backend's ingest, with the CPU of its load window (see the module docstring)."""
     marks = {}
-    result = bench_ingest(env, agents, batch_size, seconds, WEB_WORKERS,
+    result = bench_ingest(env, agents, batch_size, seconds, workers,
                           on_load=lambda phase: marks.__setitem__(phase, cpu_meter()))
     (b0, w0, g0), (b1, w1, g1) = marks["start"], marks["end"]
     events_k = result["events_per_s"] * result["seconds"] / 1000
@@ -109,14 +109,14 @@ def raw_tables_partitioned(partitioned: bool) -> None:
         ensure_partitions()
 
 
-def bench_ingest_cpu(env, agents, batch_size, seconds, rounds):
+def bench_ingest_cpu(env, agents, batch_size, seconds, rounds, workers):
     """The ingest benchmark into partitioned tables and, as the baseline in the same run,
     into plain ones, alternating `rounds` times; the median run of each (by events/s)."""
     runs = {True: [], False: []}
     for _ in range(rounds):
         for partitioned in (True, False):
             raw_tables_partitioned(partitioned)
-            runs[partitioned].append(ingest_cpu_once(env, agents, batch_size, seconds))
+            runs[partitioned].append(ingest_cpu_once(env, agents, batch_size, seconds, workers))
     raw_tables_partitioned(True)
     median = {k: sorted(v, key=lambda r: r["events_per_s"])[len(v) // 2] for k, v in runs.items()}
     return {**median[True], "rounds": rounds, "runs_events_per_s": [r["events_per_s"] for r in runs[True]],
@@ -396,7 +396,8 @@ def main(argv=None):
         results = {**previous, **results, "date": previous["date"], f"{args.only}_date": now}
         results["machine"] = previous["machine"]
     if args.only in (None, "ingest_cpu"):
-        results["ingest_cpu"] = bench_ingest_cpu(env, args.agents, args.batch_size, args.seconds, args.rounds)
+        results["ingest_cpu"] = bench_ingest_cpu(env, args.agents, args.batch_size, args.seconds, args.rounds,
+                                                 args.web_workers)
     if args.only in (None, "disk_purge"):
         results["disk_purge"] = bench_disk_and_purge(args.purge_events)
     if args.only in (None, "year_trend"):
