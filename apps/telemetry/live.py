@@ -5,8 +5,10 @@ query, a few bytes); each open dashboard gathers the announcements for a moment 
 reads those minutes once (`SiteTrendConsumer`). Announcements follow the release
 schedule, never the arrival of a batch: when a push comes must not tell that someone
 was seen."""
+import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -31,9 +33,22 @@ def publish_minutes(site_id: int, first, last):
     message = {"type": "minutes.touched", "first": first.timestamp(), "last": last.timestamp(),
                "released": time.time()}
     try:
-        async_to_sync(get_channel_layer().group_send)(site_group(site_id), message)
+        _group_send(site_group(site_id), message)
     except Exception:  # the data is stored; a dashboard that misses a push catches up on reload
         log.exception("live fan-out to site %s failed", site_id)
         metrics.ANNOUNCEMENTS.labels("failed").inc()
     else:
         metrics.ANNOUNCEMENTS.labels("sent").inc()
+
+
+def _group_send(group: str, message: dict) -> None:
+    send = async_to_sync(get_channel_layer().group_send)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # the usual case: a Celery worker or a management command
+        send(group, message)
+        return
+    # Synchronous code under a running event loop (a notebook, a browser test's driver),
+    # where async_to_sync refuses to run: send from a thread of its own.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(send, group, message).result()

@@ -204,3 +204,27 @@ def counters() -> dict:
 
     return {s.name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items())) + "}" if s.labels else ""): s.value
             for f in text_string_to_metric_families(exposition().decode()) for s in f.samples}
+
+
+def test_an_announcement_from_sync_code_under_a_running_loop_is_sent():
+    """`publish_minutes` is synchronous (the release task, `seed_demo`); called where an
+    event loop runs in the same thread (a notebook, a browser test's driver) it still
+    reaches the site's group over the real Redis layer instead of logging a failure."""
+    from channels.layers import get_channel_layer
+
+    from apps.telemetry import metrics
+    from apps.telemetry.live import publish_minutes, site_group
+
+    layer = get_channel_layer()
+    failed = metrics.ANNOUNCEMENTS.labels("failed")._value.get()
+    now = timezone.now()
+
+    async def scenario():
+        channel = await layer.new_channel()
+        await layer.group_add(site_group(424242), channel)
+        publish_minutes(424242, now - timedelta(minutes=1), now)  # sync, under this running loop
+        return await asyncio.wait_for(layer.receive(channel), timeout=5)
+
+    message = run_async(scenario())
+    assert message["type"] == "minutes.touched" and message["last"] == pytest.approx(now.timestamp())
+    assert metrics.ANNOUNCEMENTS.labels("failed")._value.get() == failed
