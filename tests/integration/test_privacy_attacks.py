@@ -175,8 +175,10 @@ def test_every_subtraction_attack_is_left_with_the_noise_of_the_stated_epsilon(s
         sigma = cell * math.sqrt(UNCANCELLED[name])
         # Unbiased (the noise averages to 0 only across *independent* releases, which an
         # attacker of one deployment never gets), and as wide as ε says: a leak would be 0.
-        assert abs(statistics.fmean(errs)) < 4 * sigma / math.sqrt(REPEATS), name
-        assert 0.6 * sigma < statistics.pstdev(errs) < 1.4 * sigma, (name, statistics.pstdev(errs), sigma)
+        # Bounds wide enough for the discrete Laplace's heavy tails over REPEATS draws (a
+        # spurious failure under 1e-5 a run, simulated); a leak shows as a spread near 0.
+        assert abs(statistics.fmean(errs)) < 5 * sigma / math.sqrt(REPEATS), name
+        assert 0.5 * sigma < statistics.pstdev(errs) < 2 * sigma, (name, statistics.pstdev(errs), sigma)
 
 
 def test_with_the_display_rules_on_the_lone_workers_minutes_are_almost_never_shown(scene, settings):
