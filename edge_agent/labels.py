@@ -2,15 +2,22 @@
 into a label and a valence — shared by training, evaluation, fine-tuning, the agent and
 `classify`.
 
-The rule (DESIGN's grouping, decided once here):
+The rule (DESIGN's grouping, decided once here): the product streams valence, so the
+valence is decided first and the label follows it.
 
-1. the **label** is the most probable class (argmax over the model's classes);
-2. the **valence** is the group of that label (negative / neutral / positive), so label
-   and valence can never disagree;
-3. the **valence confidence** is the summed (calibrated) probability of that group.
+1. the **valence** is the group (negative / neutral / positive) with the largest summed
+   (calibrated) probability — the Bayes decision for the three classes;
+2. the **label** is the most probable class *within* that group, so label and valence
+   can never disagree;
+3. the **valence confidence** is that group's summed probability, the label's
+   confidence its own probability.
 
-Scoring a 7-class model on 3 classes with this rule is "argmax, then grouped", the
-convention under which the peer mini-Xception's 3-class accuracy is quoted.
+When one class holds most of the mass this is plain argmax. They part where, say, happy
+is the single most probable class (0.30) but the four negative classes together hold
+more (0.45): the face is then negative (angry, if angry is the likeliest negative
+class). Measured on FER2013 PublicTest with the shipped model (docs/model.md): 3-class
+accuracy 76.9 → 79.1 % and negative recall 72.3 → 81.8 % against "argmax, then
+grouped", for 0.3 points of 7-class accuracy in the label.
 """
 from __future__ import annotations
 
@@ -18,6 +25,10 @@ import numpy as np
 
 FER2013_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 VALENCE_CLASSES = ("negative", "neutral", "positive")
+
+#: The rule in one line, as model cards record it.
+RULE = ("valence: the group with the largest summed calibrated probability; label: the most probable class "
+        "of that group (edge_agent.labels.decide)")
 
 # DESIGN.md's default grouping; agents may override it in their config.
 DEFAULT_VALENCE_MAP = {
@@ -56,15 +67,17 @@ def valence_matrix(labels, mapping: dict[str, str] | None = None) -> np.ndarray:
 
 
 def decide(probs: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The module's rule applied to probabilities (N, C) (or one row (C,)).
+    """The module's rule applied to probabilities (N, C) (or one row (C,)) with the
+    (C, 3) grouping of `valence_matrix`.
 
     Returns (label index (N,), label probability (N,), valence index (N,), valence
-    probability (N,)); the valence is `group[label].argmax()` and its probability the
-    summed probability of that group.
+    probability (N,)): the valence is `(probs @ group).argmax(1)` (ties go to the first
+    of negative, neutral, positive), the label the most probable class of that group.
     """
     p = np.atleast_2d(np.asarray(probs))
-    k = p.argmax(1)
-    v = group[k].argmax(1)
+    group = np.asarray(group)
     rows = np.arange(len(p))
-    vp = (p @ group)[rows, v]
-    return k, p[rows, k], v, np.clip(vp, 0.0, 1.0)
+    vp_all = p @ group
+    v = vp_all.argmax(1)
+    k = np.where(group[:, v].T > 0, p, -np.inf).argmax(1)
+    return k, p[rows, k], v, np.clip(vp_all[rows, v], 0.0, 1.0)

@@ -4,7 +4,7 @@ A single frame's expression is noisy (blinks, motion blur, half-turned heads); w
 officer cares about is a person's state over a second or so. Each track keeps an
 exponential average (or a window mean) of its class probabilities, and emits at most one
 event per `emit_interval_s`, labelled by `labels.decide` on the smoothed probabilities:
-the most probable class, its valence group, and that group's summed probability.
+the valence group with the largest summed probability and that probability.
 """
 from __future__ import annotations
 

@@ -2,8 +2,10 @@
 
 Temperature scaling (Guo et al., "On Calibration of Modern Neural Networks", ICML 2017,
 §4.2) divides every logit by one scalar T > 0 fitted by minimising the negative
-log-likelihood on a validation split. It never changes the argmax, so accuracy stays as
-it was; only the confidences move. The shipped ONNX graph has T folded in
+log-likelihood on a validation split. It never changes the argmax, so 7-class accuracy
+stays as it was; the confidences move, and with them the valence that
+`edge_agent.labels.decide` takes from summed group probabilities (3-class figures are
+therefore always measured calibrated). The shipped ONNX graph has T folded in
 (`workers.export.export_onnx(temperature=...)`), so its output is still logits and their
 softmax is the calibrated probability everywhere downstream.
 """

@@ -1,8 +1,11 @@
 """Metrics for a classifier's logits, as the issue and the LiExNet paper report them.
 
 3-class figures group labels by valence (DESIGN's default map) and predictions by
-`edge_agent.labels.decide` — the valence of the most probable class, the rule the edge
-agent streams with. Calibration figures (ECE, NLL) come from `workers.calibration`.
+`edge_agent.labels.decide` — the group with the largest summed probability, the rule
+the edge agent streams with. 7-class figures are the model's argmax (the field's
+standard, comparable with the paper and the peer); `rule_label_accuracy` is the 7-class
+accuracy of the label that rule shows. Calibration figures (ECE, NLL) come from
+`workers.calibration`.
 """
 from __future__ import annotations
 
@@ -92,7 +95,9 @@ def evaluate_logits(y_true, logits, classes, valence_map=None) -> dict:
     group = _valence_group(classes, valence_map)
     if group is not None:
         vi = group.argmax(1)
-        vt, vp = vi[y_true], decide(prob, group)[2]
+        rule_label, _, vp, _ = decide(prob, group)
+        vt = vi[y_true]
+        out["rule_label_accuracy"] = float((rule_label == y_true).mean())
         neg = VALENCE_CLASSES.index("negative")
         out["valence"] = {
             "classes": list(VALENCE_CLASSES),

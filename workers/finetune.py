@@ -182,6 +182,9 @@ class BaseModel:
     classes: tuple[str, ...]
     spec: PreprocessSpec
     source: str  # where the weights came from, for the lineage
+    # The calibration temperature fitted when it shipped (1 when none): the base model is
+    # scored on logits / T, the probabilities the agent decides on.
+    temperature: float = 1.0
 
     def build(self) -> nn.Module:
         """The network, rebuilt from the registry with its weights (fresh when none)."""
@@ -206,7 +209,7 @@ def load_base(weights: str | Path | None = None, card: dict | None = None) -> Ba
             return BaseModel(
                 arch=meta["arch"], model_config=dict(meta.get("model_config", {})), state_dict=ck["model"],
                 classes=tuple(meta.get("classes", ())), spec=PreprocessSpec.from_dict(meta.get("preprocess", {})),
-                source=str(path),
+                source=str(path), temperature=float(meta.get("temperature", 1.0)),
             )
         if weights:
             raise FinetuneError(f"base weights {path} not found")
@@ -232,14 +235,12 @@ def replace_head(model: nn.Module, num_classes: int, seed: int = 0) -> nn.Module
 
 def valence_logits(logits: np.ndarray, classes) -> np.ndarray:
     """Valence scores (N, 3) of a (7-class) model's logits (N, C), so it can be scored on
-    a 3-class data set: the log of the most probable class within each group, whose
-    argmax is the valence `edge_agent.labels.decide` gives. A 3-class model's logits
-    pass through."""
+    a 3-class data set: the log of each group's summed probability, whose argmax is the
+    valence `edge_agent.labels.decide` gives. A 3-class model's logits pass through."""
     classes = list(classes)
     if classes == list(VALENCE_CLASSES):
         return logits
-    in_group = softmax(logits)[:, :, None] * valence_matrix(classes)[None]  # (N, C, 3)
-    return np.log(np.clip(in_group.max(1), 1e-12, 1.0))
+    return np.log(np.clip(softmax(logits) @ valence_matrix(classes), 1e-12, 1.0))
 
 
 # --- scoring --------------------------------------------------------------------------
@@ -398,7 +399,8 @@ def _base_scores(base: BaseModel, images, labels, splits) -> tuple[list[dict], l
     model = base.build().eval()
 
     def scores(idx):
-        return score(labels[idx], valence_logits(predict_logits(model, images[idx], base.spec), base.classes))
+        logits = predict_logits(model, images[idx], base.spec) / base.temperature
+        return score(labels[idx], valence_logits(logits, base.classes))
 
     return [scores(sp.val) for sp in splits], [scores(sp.test) for sp in splits]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.classifier import softmax
+from edge_agent.labels import RULE
 from edge_agent.preprocess import PreprocessSpec
 
 from .calibration import fit_temperature, save_reliability_diagram
@@ -33,25 +34,29 @@ def brief(res: dict) -> dict:
         out["valence_accuracy"] = res["valence"]["accuracy"]
         out["valence_macro_f1"] = res["valence"]["macro_f1"]
         out["negative_recall"] = res["valence"]["negative_recall"]
+        out["rule_label_accuracy"] = res["rule_label_accuracy"]
     return out
 
 
 def ablation_row(name: str, checkpoint, val, test, tta_flip: bool = False, logit_shift=None) -> dict:
     """One measured row of the card's ablation table: a checkpoint's validation and
-    test accuracy, test macro-F1, 3-class accuracy and per-class recall. logit_shift
-    (C,) is added to the logits first (class-prior logit adjustment)."""
+    test accuracy, test macro-F1, 3-class accuracy and per-class recall, each row
+    calibrated as it would be shipped (a temperature fitted on the validation split: the
+    valence rule decides on calibrated probabilities). logit_shift (C,) is added to the
+    logits first (class-prior logit adjustment)."""
     model, ck = load_checkpoint(checkpoint)
     spec = PreprocessSpec.from_dict(ck["meta"]["preprocess"])
     classes = ck["meta"]["classes"]
     shift = 0.0 if logit_shift is None else logit_shift
-    v, t = (evaluate_logits(d.labels, predict_logits(model, d.images, spec, tta_flip=tta_flip) + shift, classes)
-            for d in (val, test))
+    val_logits, test_logits = (predict_logits(model, d.images, spec, tta_flip=tta_flip) + shift for d in (val, test))
+    temperature = fit_temperature(val_logits, val.labels)
+    v, t = (evaluate_logits(d.labels, lg / temperature, classes) for d, lg in ((val, val_logits), (test, test_logits)))
     cfg = ck.get("config") or {}
     return {
         "row": name, "checkpoint_epoch": ck["epoch"], "epochs": cfg.get("epochs"), "test_time_flip": tta_flip,
         "parameters": int(sum(p.numel() for p in model.parameters())), "val_accuracy": v["accuracy"],
         "val_macro_f1": v["macro_f1"], "test_accuracy": t["accuracy"], "test_macro_f1": t["macro_f1"],
-        "test_accuracy_3class": t["valence"]["accuracy"],
+        "test_accuracy_3class": t["valence"]["accuracy"], "valence_rule": RULE, "temperature": temperature,
         "test_recall": {c: r["recall"] for c, r in t["per_class"].items()},
         "command": ck["meta"].get("command"),
     }
@@ -203,7 +208,7 @@ def ship(
         "classes": classes,
         "preprocess": spec.to_dict(),
         "temperature": temperature,
-        "valence_rule": "argmax class, then its valence group (edge_agent.labels.decide)",
+        "valence_rule": RULE,
         "protocol": {"train": meta.get("train_split"), "select": val_split, "test": test_split,
                      "test_time_flip": tta_flip, "checkpoint_epoch": ck["epoch"],
                      "temperature_fitted_on": val_split if calibrate else None},

@@ -36,7 +36,7 @@ def check_annotation(res, video, out, table, n_frames, n_faces):
     rows = timeline(table)
     assert list(rows[0]) == ["time_s", "frame", "track", "x", "y", "w", "h", "label", "valence", "confidence"]
     assert len({r["track"] for r in rows}) == n_faces
-    for r in rows:  # one valence rule: the label's group
+    for r in rows:  # one valence rule: the label lies in the valence's group
         assert r["label"] in FER2013_CLASSES and r["valence"] == valence_of(r["label"])
         assert 0 < float(r["confidence"]) <= 1 and r["valence"] in VALENCE_CLASSES
         assert float(r["time_s"]) == pytest.approx(int(r["frame"]) / 30.0, abs=1e-3)

@@ -51,12 +51,16 @@ def test_valence_map_is_configurable(model):
 
 def test_label_and_valence_never_disagree_under_the_one_rule(model):
     """The case that once printed `happy,negative`: happy is the top class, but the four
-    negative classes together hold more probability."""
+    negative classes together hold more probability. The valence is decided first
+    (negative, 0.45), the label is its likeliest class (angry, not happy)."""
     clf = load_model(model)
-    p = np.array([[0.15, 0.1, 0.1, 0.35, 0.1, 0.1, 0.1]], dtype=np.float32)  # FER7 order
+    p = np.array([[0.15, 0.1, 0.1, 0.3, 0.1, 0.1, 0.15]], dtype=np.float32)  # FER7 order
     k, kp, v, vp = clf.decide(p)
-    assert clf.labels[k[0]] == "happy" and VALENCE_CLASSES[v[0]] == "positive"
-    assert kp[0] == pytest.approx(0.35) and vp[0] == pytest.approx(0.45)  # happy + surprise
+    assert clf.labels[k[0]] == "angry" and VALENCE_CLASSES[v[0]] == "negative"
+    assert kp[0] == pytest.approx(0.15) and vp[0] == pytest.approx(0.45)  # angry + disgust + fear + sad
+    # one class holding most of the mass: plain argmax
+    k, kp, v, vp = clf.decide(np.array([[0.05, 0.05, 0.05, 0.6, 0.05, 0.1, 0.1]], dtype=np.float32))
+    assert clf.labels[k[0]] == "happy" and VALENCE_CLASSES[v[0]] == "positive" and vp[0] == pytest.approx(0.7)
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.full(7, 0.3), size=2000).astype(np.float32)
     k, _, v, _ = clf.decide(probs)

@@ -241,12 +241,19 @@ def test_the_shipped_model_is_self_describing_and_its_card_holds_measured_number
     assert card["cost"]["parameters"] <= 50_000
     assert float(meta["affectwatch.temperature"]) == pytest.approx(card["temperature"], rel=1e-5)
     assert card["classes"] == meta["labels"]
+    from edge_agent.labels import RULE
+
+    assert card["valence_rule"] == RULE  # the 3-class figures were measured under today's rule
     from workers.models import count_parameters
     from workers.training.loop import load_checkpoint
 
     net, ck = load_checkpoint(SHIPPED.with_suffix(".pt"))  # fine-tuning's start: the same network
     assert count_parameters(net) == card["cost"]["parameters"] and ck["meta"]["classes"] == card["classes"]
     assert ck["meta"]["temperature"] == pytest.approx(card["temperature"])
+    from workers.finetune import load_base
+
+    # fine-tuning scores its base on the same calibrated probabilities the agent decides on
+    assert load_base(SHIPPED.with_suffix(".pt")).temperature == pytest.approx(card["temperature"])
     for key in ("privatetest_accuracy_7class", "privatetest_macro_f1", "privatetest_accuracy_3class",
                 "privatetest_negative_recall"):
         assert 0 < card["headline"][key] <= 1

@@ -12,7 +12,8 @@ from workers.models import create_model
 from workers.training.__main__ import main as cli
 from workers.training.augment import AugmentConfig, augment_batch
 from workers.training.loop import TrainConfig, TrainingError, load_checkpoint
-from workers.training.losses import class_balanced_weights, distillation_loss, soft_targets, weighted_cross_entropy
+from workers.training.losses import (class_balanced_weights, distillation_loss, soft_targets, valence_cross_entropy,
+                                     weighted_cross_entropy)
 
 from edge_agent.preprocess import PreprocessSpec, normalize
 
@@ -94,6 +95,10 @@ def test_resume_refuses_a_different_schedule(toy, tmp_path):
     with pytest.raises(TrainingError, match="made for 1 epochs"):
         fit(_model(), x, y, config=TrainConfig(epochs=3, **FAST), out_dir=tmp_path, resume=True,
             progress=False, log=lambda s: None)
+    group = np.eye(3, dtype=np.float32)
+    with pytest.raises(TrainingError, match="valence-weight 0.0, not 1.0"):
+        fit(_model(), x, y, config=TrainConfig(epochs=1, valence_weight=1.0, **FAST), valence_group=group,
+            out_dir=tmp_path, resume=True, progress=False, log=lambda s: None)
 
 
 def test_sample_weights_zero_out_images(toy):
@@ -130,6 +135,14 @@ def test_losses_follow_their_formulas():
     t = 4.0
     kl = F.kl_div(F.log_softmax(logits / t, 1), F.softmax(teacher / t, 1), reduction="batchmean").item()
     assert distillation_loss(logits, teacher, q, 1.0, t).item() == pytest.approx(t * t * kl, rel=1e-5)
+    # the valence term: cross-entropy of the summed group probabilities
+    group = torch.tensor([[1.0, 0, 0], [1.0, 0, 0], [0, 0, 1.0]])  # classes 0, 1 negative; 2 positive
+    v = torch.tensor([0, 2])
+    grouped = F.softmax(logits, 1) @ group
+    expected = -(torch.log(grouped[0, 0]) + torch.log(grouped[1, 2])) / 2
+    assert valence_cross_entropy(logits, v, group).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert valence_cross_entropy(logits, v, group, w).item() == pytest.approx(
+        (-(2.0 * torch.log(grouped[0, 0]) + 0.5 * torch.log(grouped[1, 2])) / 2).item(), rel=1e-6)
     cb = class_balanced_weights([1000, 10, 100])
     assert cb[1] > cb[2] > cb[0] and cb.mean() == pytest.approx(1.0)
 
@@ -192,3 +205,26 @@ def test_distillation_and_class_balanced_training_lower_the_loss(toy, path):
         assert (pred == predict_logits(kw["teacher"], x, SPEC).argmax(1)).mean() > 0.7
     else:
         assert (pred[y == 2] == 2).any()
+
+
+def test_valence_term_trains_the_grouped_decision(toy):
+    """--valence-weight: the loss falls and the summed-group decision (labels.decide) is
+    learnt; without the grouping fit refuses to start."""
+    from edge_agent.labels import decide
+    from edge_agent.classifier import softmax
+    from workers.predict import predict_logits
+
+    x, y, _, _ = toy
+    group = np.array([[1, 0, 0], [1, 0, 0], [0, 0, 1]], dtype=np.float32)  # 0, 1 negative; 2 positive
+    cfg = TrainConfig(epochs=8, valence_weight=1.0, **FAST)
+    with pytest.raises(TrainingError, match="valence_group"):
+        fit(_model(), x, y, config=cfg, progress=False, log=lambda s: None)
+    with pytest.raises(TrainingError, match="must be ≥ 0"):
+        fit(_model(), x, y, config=TrainConfig(epochs=1, valence_weight=-1.0, **FAST), valence_group=group,
+            progress=False, log=lambda s: None)
+    student = _model()
+    res = fit(student, x, y, config=cfg, valence_group=group, progress=False, log=lambda s: None)
+    losses = [m.train_loss for m in res.history]
+    assert losses[-1] < 0.7 * losses[0]
+    _, _, v, _ = decide(softmax(predict_logits(student, x, SPEC)), group)
+    assert (v == group[y].argmax(1)).mean() > 0.8

@@ -55,7 +55,8 @@ def cmd_train(args):
     from workers.models import count_parameters, create_model
     from workers.models.checkpoint import load_checkpoint, read_checkpoint
     from workers.training.augment import AugmentConfig
-    from workers.training.loop import TrainConfig, fit
+    from workers.training.loop import TrainConfig, TrainingError, fit
+    from edge_agent.labels import valence_matrix
 
     _threads(args)
     spec = _spec_from_args(args)
@@ -82,7 +83,14 @@ def cmd_train(args):
         augment=aug, distill_alpha=args.distill_alpha, distill_temperature=args.distill_temperature,
         distill_cached=args.distill_cached,
         seed=args.seed, tta_flip=args.tta_flip, select_metric=args.select, ema_decay=args.ema,
+        valence_weight=args.valence_weight,
     )
+    valence_group = None
+    if args.valence_weight > 0:
+        try:
+            valence_group = valence_matrix(data.classes)
+        except ValueError as exc:
+            raise TrainingError(f"--valence-weight: {exc}") from None
     teacher = None
     if args.teacher:
         teacher, _ = load_checkpoint(args.teacher)
@@ -103,6 +111,7 @@ def cmd_train(args):
     res = fit(
         model, train.images, train.labels, val.images if val else None, val.labels if val else None,
         spec=spec, config=cfg, num_classes=len(data.classes), teacher=teacher, out_dir=args.out,
+        valence_group=valence_group,
         resume=args.resume, meta=meta, progress=not args.no_progress,
     )
     print(json.dumps({"best_epoch": res.best_epoch, "best_metric": res.best_metric, "checkpoint": str(res.checkpoint)}))
@@ -145,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta-flip", action="store_true", help="validate with test-time horizontal flip")
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                    help="validate and keep an exponential moving average of the weights (e.g. 0.999); 0 disables")
+    p.add_argument("--valence-weight", type=float, default=0.0, metavar="λ",
+                   help="add λ × the cross-entropy of the negative / neutral / positive decision; 0 disables")
     p.add_argument("--select", choices=("accuracy", "macro_f1"), default="accuracy")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")

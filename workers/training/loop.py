@@ -28,7 +28,8 @@ from ..models.checkpoint import load_checkpoint as _load_checkpoint
 from ..models.checkpoint import read_checkpoint, save_checkpoint, state_of
 from ..predict import predict_logits
 from .augment import AugmentConfig, augment_batch, mixup
-from .losses import class_balanced_weights, distillation_loss, soft_targets, weighted_cross_entropy
+from .losses import (class_balanced_weights, distillation_loss, soft_targets, valence_cross_entropy,
+                     weighted_cross_entropy)
 
 
 @dataclass
@@ -61,6 +62,10 @@ class TrainConfig:
     # averaged weights (batch-norm statistics included) are the ones validated, saved as
     # best.pt and left in the model at the end.
     ema_decay: float = 0.0
+    # Weight λ of an added valence term, λ·valence_cross_entropy: the loss of the
+    # negative / neutral / positive decision the product streams (needs fit's
+    # valence_group); 0 disables.
+    valence_weight: float = 0.0
     eval_batch_size: int = 512
 
     @classmethod
@@ -188,6 +193,9 @@ def _resume(out: Path, model, opt, sched, ema, cfg: TrainConfig, log) -> _Progre
     if ck["config"].get("ema_decay", 0.0) != cfg.ema_decay:
         raise TrainingError(f"{last} was made with --ema {ck['config'].get('ema_decay', 0.0)}, not {cfg.ema_decay}: "
                             "its best score and best.pt would mix averaged and raw weights")
+    if ck["config"].get("valence_weight", 0.0) != cfg.valence_weight:
+        raise TrainingError(f"{last} was made with --valence-weight {ck['config'].get('valence_weight', 0.0)}, "
+                            f"not {cfg.valence_weight}")
     model.load_state_dict(ck["model"])
     opt.load_state_dict(ck["optimizer"])
     sched.load_state_dict(ck["scheduler"])
@@ -198,7 +206,8 @@ def _resume(out: Path, model, opt, sched, ema, cfg: TrainConfig, log) -> _Progre
 
 
 def _train_epoch(model, opt, sched, epoch, g, cfg: TrainConfig, train_images, labels_t, weights, order, bs, steps,
-                 spec, num_classes, memory_format, teacher, cached_teacher, ema, should_stop, progress):
+                 spec, num_classes, memory_format, teacher, cached_teacher, ema, should_stop, progress,
+                 valence_of_label=None, group=None):
     """One pass over the shuffled training images. Returns (summed loss, summed plain
     cross-entropy, correct, seen, cancelled)."""
     total_loss, total_ce, correct, seen = 0.0, 0.0, 0, 0
@@ -233,6 +242,13 @@ def _train_epoch(model, opt, sched, epoch, g, cfg: TrainConfig, train_images, la
             loss = distillation_loss(logits, t_logits, q, cfg.distill_alpha, cfg.distill_temperature, w)
         else:
             loss = weighted_cross_entropy(logits, q, w)
+        if cfg.valence_weight > 0:
+            if cfg.mixup_alpha > 0:  # mixup's targets are pairs: the mixed loss of both valences
+                loss = loss + cfg.valence_weight * (
+                    lam * valence_cross_entropy(logits, valence_of_label[y], group, w)
+                    + (1 - lam) * valence_cross_entropy(logits, valence_of_label[y[perm]], group, w))
+            else:
+                loss = loss + cfg.valence_weight * valence_cross_entropy(logits, valence_of_label[y], group, w)
         if not torch.isfinite(loss):
             raise TrainingError(f"loss became {loss.item()} in epoch {epoch}; lower the learning rate")
         opt.zero_grad(set_to_none=True)
@@ -281,6 +297,7 @@ def fit(
     num_classes: int | None = None,
     sample_weight: np.ndarray | None = None,
     teacher: nn.Module | None = None,
+    valence_group: np.ndarray | None = None,
     out_dir=None,
     resume: bool = False,
     meta: dict | None = None,
@@ -294,14 +311,17 @@ def fit(
 
     train_images: uint8 NHWC (N, H, W, C), `to_model_pixels` output; labels: class
     indices (N,). sample_weight: per-image weights (N,) multiplied into the loss (e.g.
-    worker-weighted fine-tuning). meta: stored in every checkpoint (architecture name and
-    config, classes, preprocessing, data set name) so a checkpoint can be rebuilt and
-    exported on its own (`workers.models.checkpoint`). out_dir: where `best.pt` and
+    worker-weighted fine-tuning). valence_group: the (C, 3) matrix of
+    `edge_agent.labels.valence_matrix`, needed when config.valence_weight > 0. meta:
+    stored in every checkpoint (architecture name and config, classes, preprocessing,
+    data set name) so a checkpoint can be rebuilt and exported on its own
+    (`workers.models.checkpoint`). out_dir: where `best.pt` and
     `last.pt` (resumable) are written after every epoch. restore_best: end with the
     weights of the epoch that scored best on the validation images (kept in memory, so it
     works without out_dir); otherwise the model holds the last epoch's weights.
     Raises TrainingError (bad inputs, a non-finite loss, a resume for another number of
-    epochs) and ValueError (unknown optimizer or schedule).
+    epochs, EMA decay or valence weight, a valence weight without valence_group) and
+    ValueError (unknown optimizer or schedule).
     """
     cfg = config
     n = len(train_labels)
@@ -320,6 +340,14 @@ def fit(
     evaluated = ema.module if ema is not None else model
     labels_t = torch.from_numpy(train_labels.astype(np.int64))
     weights = _loss_weights(labels_t, sample_weight, cfg, train_labels, num_classes)
+    group = valence_of_label = None
+    if cfg.valence_weight < 0:
+        raise TrainingError(f"the valence weight must be ≥ 0, not {cfg.valence_weight}")
+    if cfg.valence_weight > 0:
+        if valence_group is None:
+            raise TrainingError("a valence weight needs the valence grouping of the classes (valence_group)")
+        group = torch.as_tensor(valence_group, dtype=torch.float32)
+        valence_of_label = group.argmax(1)
     if teacher is not None:
         teacher.eval()
     cached_teacher = _teacher_cache(teacher, train_images, spec, cfg)
@@ -348,7 +376,7 @@ def fit(
         model.train()
         total_loss, total_ce, correct, seen, cancelled = _train_epoch(
             model, opt, sched, epoch, g, cfg, train_images, labels_t, weights, order, bs, steps, spec, num_classes,
-            memory_format, teacher, cached_teacher, ema, should_stop, progress)
+            memory_format, teacher, cached_teacher, ema, should_stop, progress, valence_of_label, group)
         if cancelled:
             log(f"cancelled during epoch {epoch}; the last complete epoch's checkpoint stays")
             break

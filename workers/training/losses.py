@@ -25,6 +25,18 @@ def weighted_cross_entropy(logits, q, sample_weight=None) -> torch.Tensor:
     return per_sample.mean()
 
 
+def valence_cross_entropy(logits, valence, group, sample_weight=None) -> torch.Tensor:
+    """−(1/N) Σᵢ wᵢ log Σ_{c ∈ vᵢ} p_ic: cross-entropy of the grouped probabilities
+    (N, 3) = softmax(logits) @ group against the valence indices vᵢ (N,), the decision
+    `edge_agent.labels.decide` takes. logits (N, C); group the (C, 3) 0/1 matrix of
+    `edge_agent.labels.valence_matrix`."""
+    in_group = group[:, valence].T > 0  # (N, C); never empty: vᵢ is the group of a label
+    per_sample = -torch.logsumexp(F.log_softmax(logits, dim=1).masked_fill(~in_group, float("-inf")), dim=1)
+    if sample_weight is not None:
+        per_sample = per_sample * sample_weight
+    return per_sample.mean()
+
+
 def class_balanced_weights(counts, beta: float = 0.999) -> np.ndarray:
     """Cui et al. 2019: w_c ∝ (1 − β) / (1 − β^n_c), normalised to mean 1 over classes."""
     counts = np.maximum(np.asarray(counts, dtype=np.float64), 1)
