@@ -30,10 +30,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tests.support import shared_model
+
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "bench-results"
-MODELS = Path(os.environ.get("AFFECTWATCH_MODELS", ROOT.parent / "shared" / "models"))
-YUNET = MODELS / "yunet" / "face_detection_yunet.onnx"
+YUNET = shared_model("yunet/face_detection_yunet.onnx")
 SIZE_BINS = ((40, 80), (80, 140), (140, 201))
 ROLL_BINS = ((0, 10), (10, 20), (20, 31))
 

@@ -28,14 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.support import dataset_path, shared_model
+
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "bench-results"
 SHIPPED = ROOT / "edge_agent" / "models" / "liexnet-fer2013.onnx"
 WEIGHTS = SHIPPED.with_suffix(".pt")  # the trainer's checkpoint of the shipped network
-MODELS = Path(os.environ.get("AFFECTWATCH_MODELS", ROOT.parent / "shared" / "models"))
-DATASETS = Path(os.environ.get("AFFECTWATCH_DATASETS", ROOT.parent / "shared" / "datasets"))
-PEER = MODELS / "peer" / "mini_xception_fer2013.onnx"
-FER_ZIP = DATASETS / "fer2013" / "fer2013.zip"
+PEER = shared_model("peer/mini_xception_fer2013.onnx")
+FER_ZIP = dataset_path("fer2013/fer2013.zip")
 
 
 def machine() -> dict:

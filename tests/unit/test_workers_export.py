@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from edge_agent.labels import FER2013_CLASSES
+from edge_agent.labels import FER2013_CLASSES, RULE
 from edge_agent.preprocess import PreprocessSpec, normalize
 from workers.crossval import cross_validate
 from workers.data import ImageSet
@@ -223,10 +223,12 @@ def test_ship_writes_onnx_card_and_a_checkpoint_fine_tuning_can_start_from(tmp_p
     # A later ship keeps the rows this card measured (their checkpoints may be gone by then).
     cli(["ship", "--data", str(data), "--cache-dir", str(tmp_path / "c"), "--checkpoint", str(run),
          "--onnx", str(tmp_path / "m2.onnx"), "--card", str(tmp_path / "m2.json"), "--version", "tiny@2",
-         "--keep-ablation", str(tmp_path / "m.json"), "--keep-row", "plain"])
+         "--keep-ablation", str(tmp_path / "m.json"), "--keep-row", "plain",
+         "--ablation", f"+ valence term λ = 1={run}"])  # a row name may hold "="
     rows = json.loads((tmp_path / "m2.json").read_text())["ablation"]
     assert rows[0] == {**card["ablation"][0], "measured_for": card["version"]}
-    assert [r["row"] for r in rows[1:]] == [r["row"] for r in card["ablation"][1:]]  # measured anew
+    assert rows[1]["row"] == "+ valence term λ = 1" and rows[1]["valence_rule"] == RULE and rows[1]["temperature"] > 0
+    assert [r["row"] for r in rows[2:]] == [r["row"] for r in card["ablation"][1:]]  # measured anew
 
 
 SHIPPED = __import__("pathlib").Path(__file__).resolve().parents[2] / "edge_agent" / "models" / "liexnet-fer2013.onnx"
@@ -241,8 +243,6 @@ def test_the_shipped_model_is_self_describing_and_its_card_holds_measured_number
     assert card["cost"]["parameters"] <= 50_000
     assert float(meta["affectwatch.temperature"]) == pytest.approx(card["temperature"], rel=1e-5)
     assert card["classes"] == meta["labels"]
-    from edge_agent.labels import RULE
-
     assert card["valence_rule"] == RULE  # the 3-class figures were measured under today's rule
     from workers.models import count_parameters
     from workers.training.loop import load_checkpoint

@@ -127,7 +127,7 @@ def cmd_ship(args, _load, _threads):
     notes = json.loads(Path(args.notes).read_text()) if args.notes else None
     ablations = {}
     for item in args.ablation or []:
-        name, sep, path = item.partition("=")
+        name, sep, path = item.rpartition("=")  # the name may hold "=" (λ = 1), a path rarely does
         if not sep or not path:
             raise SystemExit(f"--ablation wants NAME=CHECKPOINT, got {item!r}")
         ablations[name] = path
