@@ -229,6 +229,12 @@ def test_ship_writes_onnx_card_and_a_checkpoint_fine_tuning_can_start_from(tmp_p
     assert rows[0] == {**card["ablation"][0], "measured_for": card["version"]}
     assert rows[1]["row"] == "+ valence term λ = 1" and rows[1]["valence_rule"] == RULE and rows[1]["temperature"] > 0
     assert [r["row"] for r in rows[2:]] == [r["row"] for r in card["ablation"][1:]]  # measured anew
+    # and a third keeps what the row was measured for, not the card it passed through
+    cli(["ship", "--data", str(data), "--cache-dir", str(tmp_path / "c"), "--checkpoint", str(run),
+         "--onnx", str(tmp_path / "m3.onnx"), "--card", str(tmp_path / "m3.json"), "--version", "tiny@3",
+         "--keep-ablation", str(tmp_path / "m2.json"), "--keep-row", "plain"])
+    row = json.loads((tmp_path / "m3.json").read_text())["ablation"][0]
+    assert row["measured_for"] == card["version"] and row["valence_rule"] == RULE
 
 
 SHIPPED = __import__("pathlib").Path(__file__).resolve().parents[2] / "edge_agent" / "models" / "liexnet-fer2013.onnx"

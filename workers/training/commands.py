@@ -134,8 +134,12 @@ def cmd_ship(args, _load, _threads):
     earlier = []
     for card_path in args.keep_ablation or []:
         old = json.loads(Path(card_path).read_text())
+        # A row keeps the version and valence rule it was measured for (rows older than the
+        # card's rule field were measured under the card's rule).
         earlier += [{**row, "row": row["row"].replace("(shipped)", f"(shipped as {old['version']})"),
-                     "measured_for": old["version"]} for row in old.get("ablation", [])
+                     "measured_for": row.get("measured_for", old["version"]),
+                     "valence_rule": row.get("valence_rule", old.get("valence_rule"))}
+                    for row in old.get("ablation", [])
                     if not args.keep_row or row.get("row") in args.keep_row]
     card = ship(
         args.checkpoint, data, args.onnx, args.card, args.weights, args.val_split, args.test_split,
