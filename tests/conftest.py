@@ -24,6 +24,20 @@ def pytest_runtest_setup(item):
             pytest.skip(reason)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Every test starts with empty rate-limit counters. DRF's throttles count requests per
+    client address in the cache; every test's client is 127.0.0.1 and a run's tests share
+    one Redis prefix, so a test that enrolled a score of boards left the next test's
+    enrollments a 429 when both fell in one minute (CI, 2026-12-01). Only the Redis cache
+    is cleared (django-redis's delete_pattern, under this run's key prefix)."""
+    from django.core.cache import cache
+
+    if hasattr(cache, "delete_pattern"):
+        cache.delete_pattern("throttle_*")
+    yield
+
+
 @pytest.fixture(scope="session")
 def server_logs(tmp_path_factory):
     return tmp_path_factory.mktemp("server-logs")
